@@ -1,0 +1,1 @@
+"""One module per ``fsnas`` sub-command; each exposes ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Data, features, training, metrics and cost measurement (imports search_spaces only)."""

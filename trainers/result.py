@@ -1,0 +1,84 @@
+"""TrainConfig (how one architecture is trained) and TrialResult (what came out, with costs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TrialStatus = Literal[
+    "complete",  # trained to the end (or early-stopped by its own patience)
+    "pruned",  # stopped early by the search scheduler; never on the Pareto front
+    "oom",  # CUDA out of memory
+    "diverged",  # NaN/inf loss
+    "invalid",  # the spec does not build for this input
+    "infeasible",  # violates a constraint (e.g. --max-train-vram-mb)
+    "failed",  # anything else (crashed worker, ...), with the reason
+]
+VramSource = Literal["measured", "estimated"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one architecture is trained; every field has a default a user can override."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_size_epochs: int = 10  # step schedule
+    step_gamma: float = 0.1
+    warmup_epochs: int = 0
+    grad_clip_norm: float | None = 5.0
+    early_stopping_patience: int | None = None  # epochs without validation improvement
+    amp: bool = True  # CUDA only; ignored on CPU
+    seed: int = 0
+    time_budget_s: float | None = None  # stop training after this many seconds
+    checkpoint_dir: str | None = None  # save best weights (safetensors) here
+    cudnn_benchmark: bool = False
+    num_threads: int | None = None  # torch CPU threads; None leaves torch's default
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(**data)
+
+
+@dataclass
+class TrialResult:
+    """Everything one trial produced: status, metrics, per-epoch history and costs.
+
+    ``metrics`` holds final ``val_*`` and ``test_*`` values (``accuracy``/``macro_f1`` for
+    single-label, ``roc_auc``/``pr_auc`` for multi-label). ``history`` has one dict per epoch
+    (``epoch``, ``train_loss``, ``val_<metric>``, ``lr``, ``seconds``).
+    """
+
+    status: TrialStatus
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    params: int | None = None
+    gflops: float | None = None  # forward GFLOPs per clip (fvcore, multiply-adds)
+    train_vram_mb: float | None = None
+    infer_vram_mb: float | None = None
+    vram_source: VramSource = "estimated"
+    latency_ms: float | None = None  # batch-1 forward on the trial's device
+    seconds: float = 0.0
+    epochs_run: int = 0
+    device: str = "cpu"
+    checkpoint: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
