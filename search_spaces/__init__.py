@@ -2,6 +2,7 @@
 
 from search_spaces.build import SpectrogramCNN, build_model, count_params
 from search_spaces.errors import FsnasError, SpecError
+from search_spaces.presets import PRESETS, Preset, get_preset, list_presets
 from search_spaces.spec import (
     SCHEMA_VERSION,
     ArchSpec,
@@ -14,6 +15,7 @@ from search_spaces.spec import (
 from search_spaces.validate import LayerShape, Trace, trace, validate
 
 __all__ = [
+    "PRESETS",
     "SCHEMA_VERSION",
     "ArchSpec",
     "Branch",
@@ -22,11 +24,14 @@ __all__ = [
     "FsnasError",
     "Head",
     "LayerShape",
+    "Preset",
     "SpecError",
     "SpectrogramCNN",
     "Trace",
     "build_model",
     "count_params",
+    "get_preset",
+    "list_presets",
     "resolve_height",
     "trace",
     "validate",
