@@ -3,6 +3,7 @@
 from search_spaces.build import SpectrogramCNN, build_model, count_params
 from search_spaces.errors import FsnasError, SpecError
 from search_spaces.presets import PRESETS, Preset, get_preset, list_presets
+from search_spaces.space import ABLATION_FACTORS, SearchSpace, apply_factor, grid
 from search_spaces.spec import (
     SCHEMA_VERSION,
     ArchSpec,
@@ -15,6 +16,7 @@ from search_spaces.spec import (
 from search_spaces.validate import LayerShape, Trace, trace, validate
 
 __all__ = [
+    "ABLATION_FACTORS",
     "PRESETS",
     "SCHEMA_VERSION",
     "ArchSpec",
@@ -25,12 +27,15 @@ __all__ = [
     "Head",
     "LayerShape",
     "Preset",
+    "SearchSpace",
     "SpecError",
     "SpectrogramCNN",
     "Trace",
+    "apply_factor",
     "build_model",
     "count_params",
     "get_preset",
+    "grid",
     "list_presets",
     "resolve_height",
     "trace",

@@ -65,7 +65,9 @@ def _pons_timbre() -> ArchSpec:
 
 def _musicnn() -> ArchSpec:
     # musicnn-training MTT_musicnn: front end num_filt 1.6 (timbral int(1.6·128)=204, temporal
-    # int(1.6·32)=51), mid-end 64 filters, back end 200 units
+    # int(1.6·32)=51), mid-end 64 filters, back end 200 units. The reference mid-end adds the
+    # ReLU output to the residual and leaves its bn_conv2/bn_conv3 unused (they still hold
+    # parameters); fsnas adds after the BN, the same count with the BN actually applied.
     frontend = (
         Branch("0.4M", 7, 204, freq_reduce="max"),
         Branch("0.7M", 7, 204, freq_reduce="max"),
@@ -197,28 +199,30 @@ def _cnn14() -> ArchSpec:
 
 
 def _pons_cbmi_time() -> ArchSpec:
-    # Pons, Lidy & Serra, CBMI 2016, "Time": 32 × (1×60) valid, ReLU, max-pool over all 40 bands
+    # jordipons/CBMI2016 buildArchitecture.timeFrequency, "Time": 32 × (1×60) valid, ReLU,
+    # max-pool over all 40 bands, dropout 0.5 → softmax output
     return ArchSpec(
         name="pons_cbmi_time",
         input_norm="none",
         frontend=(Branch(1, 60, 32, time_padding="valid", freq_reduce="max", batch_norm=False),),
-        head=Head(freq_reduce="none", time_pooling="none"),
+        head=Head(freq_reduce="none", time_pooling="none", output_dropout=0.5),
     )
 
 
 def _pons_cbmi_frequency() -> ArchSpec:
-    # Pons, Lidy & Serra, CBMI 2016, "Frequency": 32 × (32×1) valid, ReLU, max-pool over all frames
+    # jordipons/CBMI2016 buildArchitecture.timeFrequency, "Frequency": 32 × (32×1) valid, ReLU,
+    # max-pool over all 80 frames, dropout 0.5 → softmax output
     return ArchSpec(
         name="pons_cbmi_frequency",
         input_norm="none",
         frontend=(Branch(32, 1, 32, time_padding="valid", freq_reduce="none", batch_norm=False),),
-        head=Head(freq_reduce="none", time_pooling="max"),
+        head=Head(freq_reduce="none", time_pooling="max", output_dropout=0.5),
     )
 
 
 def _pons_cbmi_black_box() -> ArchSpec:
-    # Pons, Lidy & Serra, CBMI 2016, "Black-box": 15 × (12×8) valid, ReLU, max-pool 2×1,
-    # dense 200 ReLU, softmax output
+    # jordipons/CBMI2016 buildArchitecture.blackbox (runCBMI2016.py): 32 × (12×8) valid, ReLU,
+    # max-pool 4×1 (frequency), dropout 0.5 → dense 200 ReLU, dropout 0.5 → softmax output
     return ArchSpec(
         name="pons_cbmi_black_box",
         input_norm="none",
@@ -226,14 +230,19 @@ def _pons_cbmi_black_box() -> ArchSpec:
             ConvBlock(
                 12,
                 8,
-                15,
+                32,
                 freq_padding="valid",
                 time_padding="valid",
                 batch_norm=False,
-                pool=(2, 1),
+                pool=(4, 1),
             ),
         ),
-        head=Head(freq_reduce="none", time_pooling="none", hidden=(Dense(200),)),
+        head=Head(
+            freq_reduce="none",
+            time_pooling="none",
+            hidden=(Dense(200, dropout=0.5),),
+            output_dropout=0.5,
+        ),
     )
 
 
@@ -252,7 +261,7 @@ def _build() -> dict[str, Preset]:
         ("cnn14", _cnn14(), "Kong et al. 2020 PANNs; qiuqiangkong/audioset_tagging_cnn Cnn14", 64, 1001, 527, 80_753_615),
         ("pons_cbmi_time", _pons_cbmi_time(), "Pons, Lidy & Serra, CBMI 2016, Time architecture", 40, 80, 8, 7_336),
         ("pons_cbmi_frequency", _pons_cbmi_frequency(), "Pons, Lidy & Serra, CBMI 2016, Frequency architecture", 40, 80, 8, 3_368),
-        ("pons_cbmi_black_box", _pons_cbmi_black_box(), "Pons, Lidy & Serra, CBMI 2016, Black-box baseline", 40, 80, 8, 0),
+        ("pons_cbmi_black_box", _pons_cbmi_black_box(), "Pons, Lidy & Serra, CBMI 2016, Black-box baseline", 40, 80, 8, 3_275_312),
     ]  # fmt: skip
     return {
         name: Preset(name, spec, source, m, t, k, params)

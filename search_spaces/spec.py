@@ -248,7 +248,8 @@ def _type_hints(cls: type) -> dict[str, Any]:
     if cls not in _HINT_CACHE:
         import typing
 
-        _HINT_CACHE[cls] = typing.get_type_hints(cls, globalns=globals())
+        # resolved in the class's own module, so dataclasses defined elsewhere parse too
+        _HINT_CACHE[cls] = typing.get_type_hints(cls)
     return _HINT_CACHE[cls]
 
 

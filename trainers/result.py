@@ -69,6 +69,7 @@ class TrialResult:
     vram_source: VramSource = "estimated"
     latency_ms: float | None = None  # batch-1 forward on the trial's device
     seconds: float = 0.0
+    train_seconds: float = 0.0  # training epochs with their validation passes
     epochs_run: int = 0
     device: str = "cpu"
     checkpoint: str | None = None

@@ -1,0 +1,466 @@
+"""Everything Ray-specific: cluster connection, Tuner, OptunaSearch, resources, the scheduler.
+
+The driver (``nas.search``) calls ``run``; nothing else in fsnas imports Ray. The pieces:
+
+* ``init_ray``: local Ray (``num_cpus``, no dashboard, quiet) or ``address=`` to join a cluster.
+* ``FsnasOptunaSearch``: OptunaSearch over the define-by-run space with RDB storage. It overrides
+  ``on_trial_complete`` to store the trial's ``TrialRecord`` (and the VRAM constraint the
+  sampler's ``constraints_func`` reads) as user attributes *before* ``tell``, and to tell Optuna
+  the truth: a trial the scheduler stopped early is PRUNED (plain OptunaSearch would tell it
+  COMPLETE with its partial values), a failed one FAIL.
+* ``ParetoAshaScheduler``: MO-ASHA-like early stopping on (metric so far, estimated cost).
+* ``run``: features into the object store once (``tune.with_parameters``), per-trial resources
+  (``tune.with_resources``, a function of the sampled spec for ``gpus_per_trial=auto``),
+  ``max_concurrent_trials``, ``reuse_actors`` and ``FailureConfig(max_failures)``.
+
+Resume: the Optuna storage is the source of truth (see ``nas.search.run_search``); each run of
+the driver starts a fresh Tune experiment for the trials still missing, so an interrupted run's
+Tune state is never replayed (replaying would re-run or duplicate trials Optuna already holds).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from dashboards.records import Objective, TrialRecord
+from nas import pareto
+from nas.config import StudyConfig, parse_gpus_per_trial
+from nas.search import (
+    CONSTRAINT_ATTR,
+    FINAL_KEY,
+    RECORD_ATTR,
+    STATUS_ATTR,
+    Progress,
+    SearchError,
+    TrialSettings,
+    estimate_train_vram_mb,
+    feature_bytes,
+    gpu_share,
+    record_from_result,
+    run_trial,
+)
+from search_spaces.spec import ArchSpec
+from trainers.featureset import FeatureSet
+
+# Workers must not chdir into trial folders (relative paths in configs stay valid) and the
+# driver prints its own progress line instead of Tune's tables.
+_WORKER_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
+NODE_ATTR = "ray_node_id"
+GPU_SHARE_ATTR = "gpu_share"
+
+
+def init_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Start local Ray or join ``address``; return True when this call started/joined Ray.
+
+    An already initialised Ray (a test's ``ray.cluster_utils.Cluster``, a notebook) is reused.
+    """
+    for key, value in _WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    # failed trials report no objectives; fsnas records them itself
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+        "runtime_env": {"env_vars": dict(_WORKER_ENV)},
+    }
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"--address {address}" if address else "local Ray"
+        raise SearchError(f"{where}: cannot start/join Ray ({exc})") from None
+    return True
+
+
+# -- trial side (runs in a Ray worker) ---------------------------------------------------------
+def _trainable(config: dict[str, Any], data: FeatureSet, settings: TrialSettings) -> None:
+    """Train one trial in a Ray worker: per-epoch reports, then one final report."""
+    import torch
+
+    context = ray.get_runtime_context()
+    assigned = context.get_assigned_resources()
+    gpu = float(assigned.get("GPU", 0.0))
+    device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        # a reused actor must not carry the previous trial's peak into this one
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+    def report(values: dict[str, Any]) -> None:
+        tune.report({k: v for k, v in values.items() if isinstance(v, (int, float, str))})
+
+    final = run_trial(config, data, settings, report, device)
+    final[NODE_ATTR] = context.get_node_id()
+    final[GPU_SHARE_ATTR] = gpu
+    tune.report(final)
+
+
+# -- driver-side bookkeeping ---------------------------------------------------------------
+class TrialLedger:
+    """Driver-side table of live Tune trials: configs, scheduler stops, Tune Trial objects."""
+
+    def __init__(self, on_record: Callable[[TrialRecord], None]) -> None:
+        self.on_record = on_record
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.pruned: dict[str, str] = {}  # Tune trial id -> why the scheduler stopped it
+        self.trials: dict[str, Any] = {}  # Tune trial id -> ray.tune Trial (for error text)
+
+    def error_text(self, trial_id: str) -> str:
+        """Return the last line of a crashed trial's error, or a generic reason."""
+        trial = self.trials.get(trial_id)
+        text = None
+        if trial is not None:
+            try:
+                text = trial.get_error()
+            except Exception:  # the error file may be gone; the status is what matters
+                text = None
+        if text:
+            lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+            if lines:
+                return f"crashed worker: {lines[-1].strip()}"[:500]
+        return "crashed worker (no error text)"
+
+
+def build_record(
+    ledger: TrialLedger,
+    trial_id: str,
+    number: int,
+    result: dict[str, Any] | None,
+    error: bool,
+    metric: str,
+) -> TrialRecord:
+    """Return the TrialRecord for a finished Tune trial (final report, early stop or crash)."""
+    record = None if trial_id in ledger.pruned else record_from_result(result, number)
+    if record is not None:
+        if result is not None:
+            record.ray_trial_id = trial_id
+        return record
+    spec_dict = ledger.configs.get(trial_id, {}).get("spec", {})
+    record = TrialRecord(
+        number=number, status="failed", spec=dict(spec_dict), ray_trial_id=trial_id
+    )
+    try:
+        record.spec_summary = ArchSpec.from_dict(spec_dict).summary()
+    except Exception:
+        record.spec_summary = ""
+    if result:
+        if metric in result:
+            record.metrics[f"{metric}_at_stop"] = float(result[metric])
+        if "train_vram_mb" in result:
+            record.costs["train_vram_estimate_mb"] = float(result["train_vram_mb"])
+        if "epoch" in result:
+            record.costs["epochs_run"] = int(result["epoch"])
+    if trial_id in ledger.pruned:
+        record.status = "pruned"
+        record.reason = ledger.pruned[trial_id]
+    elif error:
+        record.reason = ledger.error_text(trial_id)
+    else:
+        record.reason = "stopped before its final report (search time budget or shutdown)"
+    return record
+
+
+class FsnasOptunaSearch(OptunaSearch):
+    """OptunaSearch that stores fsnas records and constraints before ``tell`` (see module doc)."""
+
+    def __init__(self, *, ledger: TrialLedger, objective_names: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ledger = ledger
+        self._objective_names = objective_names
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if config is not None:
+            self._ledger.configs[trial_id] = config
+        return config
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        record = build_record(
+            self._ledger, trial_id, ot_trial.number, result, error, self._objective_names[0]
+        )
+        ot_trial.set_user_attr(RECORD_ATTR, record.to_dict())
+        ot_trial.set_user_attr(STATUS_ATTR, record.status)
+        if result is not None and NODE_ATTR in result:
+            ot_trial.set_user_attr(NODE_ATTR, str(result[NODE_ATTR]))
+            ot_trial.set_user_attr(GPU_SHARE_ATTR, float(result[GPU_SHARE_ATTR]))
+        if CONSTRAINT_ATTR in record.costs:
+            ot_trial.set_user_attr(CONSTRAINT_ATTR, [float(record.costs[CONSTRAINT_ATTR])])
+        values = [record.objectives.get(n) for n in self._objective_names]
+        has_values = all(v is not None and math.isfinite(v) for v in values)
+        if record.status in ("complete", "infeasible") and has_values:
+            # measured-infeasible trials are COMPLETE with a violated constraint, which is what
+            # the samplers' constraints_func understands
+            state = optuna.trial.TrialState.COMPLETE
+            told: list[float] | None = [float(v) for v in values if v is not None]
+        elif record.status == "pruned":
+            state, told = optuna.trial.TrialState.PRUNED, None
+        else:
+            state, told = optuna.trial.TrialState.FAIL, None
+        assert self._ot_study is not None  # set up in __init__ (the space is given)
+        self._ot_study.tell(ot_trial, told, state=state)
+        self._completed_trials.add(trial_id)
+        self._ledger.on_record(record)
+
+    # Optuna's RDB storage is the searcher's state; Tune's pickled copy is never used.
+    def save(self, checkpoint_path: str) -> None:
+        return None
+
+    def restore(self, checkpoint_path: str) -> None:
+        return None
+
+
+class ParetoAshaScheduler(FIFOScheduler):
+    """MO-ASHA-like early stopping: stop at a rung only when enough peers dominate the trial.
+
+    Rungs sit at ``grace × eta^k`` epochs (below the last epoch). At a rung a trial's point is
+    (validation metric so far, costs known before training); it is stopped only when at least
+    ``min_dominators`` trials that reached the same rung dominate it *and* it falls outside the
+    best ``1/eta`` of the rung by non-dominated rank (``pareto.rung_should_stop``). A cheap
+    trial is therefore never stopped for being less accurate than an expensive one.
+    """
+
+    def __init__(
+        self,
+        *,
+        objectives: list[Objective],
+        max_epochs: int,
+        grace_epochs: int,
+        reduction_factor: int,
+        min_dominators: int,
+        ledger: TrialLedger,
+    ) -> None:
+        super().__init__()
+        self._objectives = objectives
+        self._eta = reduction_factor
+        self._min_dominators = min_dominators
+        self._ledger = ledger
+        self.rungs: list[int] = []
+        epoch = grace_epochs
+        while epoch < max_epochs:
+            self.rungs.append(epoch)
+            epoch *= reduction_factor
+        self._seen: dict[int, dict[str, list[float]]] = {r: {} for r in self.rungs}
+
+    def decide(self, trial_id: str, result: dict[str, Any]) -> str:
+        """Return CONTINUE or STOP for one report (plain data: testable without a Tune run)."""
+        if result.get(FINAL_KEY) or "epoch" not in result:
+            return TrialScheduler.CONTINUE
+        epoch = int(result["epoch"])
+        if epoch not in self._seen:
+            return TrialScheduler.CONTINUE
+        names = [o.name for o in self._objectives]
+        known = [o for o in self._objectives if o.name in result]
+        if len(known) < 2 or known[0].name != names[0]:
+            return TrialScheduler.CONTINUE  # never on the metric alone
+        point = [float(result[o.name]) for o in known]
+        if not all(math.isfinite(v) for v in point):
+            return TrialScheduler.CONTINUE
+        rung = self._seen[epoch]
+        peers = [p for tid, p in rung.items() if tid != trial_id and len(p) == len(point)]
+        rung[trial_id] = point
+        directions = [o.direction for o in known]
+        if pareto.rung_should_stop(point, peers, directions, self._eta, self._min_dominators):
+            n_dom = pareto.domination_count(point, peers, directions)
+            self._ledger.pruned[trial_id] = (
+                f"stopped at epoch {epoch} by the Pareto-aware scheduler: dominated on "
+                f"({', '.join(o.name for o in known)}) by {n_dom} of {len(peers)} rung peers"
+            )
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        return self.decide(trial.trial_id, result)
+
+
+class _ProgressCallback(tune.Callback):
+    """Keeps the driver's running count and the Tune Trial objects (for error texts)."""
+
+    def __init__(self, ledger: TrialLedger, progress: Progress) -> None:
+        self._ledger = ledger
+        self._progress = progress
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ledger.trials[trial.trial_id] = trial
+        self._update(trials)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._update(trials)
+
+    def _update(self, trials: list[Any]) -> None:
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        import sys; print("DBG", [t.status for t in trials], ray.available_resources(), file=sys.stderr)
+        if running != self._progress.running:
+            self._progress.running = running
+
+
+# -- resources ---------------------------------------------------------------------------------
+def _gpu_memory_mb(config: StudyConfig) -> float:
+    if config.resources.gpu_memory_mb is not None:
+        return config.resources.gpu_memory_mb
+    import torch
+
+    if torch.cuda.is_available():
+        return float(torch.cuda.get_device_properties(0).total_memory) / 2**20
+    raise SearchError(
+        "resources.gpus_per_trial=auto: the cluster has GPUs but this driver has none to read "
+        "their memory from; set resources.gpu_memory_mb (e.g. 81559 for an 80 GB card) or a "
+        "fixed --gpus-per-trial"
+    )
+
+
+def trial_resources(
+    config: StudyConfig, data: FeatureSet, settings: TrialSettings
+) -> dict[str, float] | Callable[[dict[str, Any]], Any]:
+    """Return the per-trial resources: a fixed dict, or a function of the sampled config (auto).
+
+    CPU-only when the Ray cluster has no GPU. With ``auto`` each trial's GPU share is its
+    estimated need rounded up to 1/8, 1/4, 1/2 or 1 GPU (``nas.search.gpu_share``), computed
+    from the spec in the trial's config before Ray places it.
+    """
+    cpus = config.resources.cpus_per_trial
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    share = parse_gpus_per_trial(config.resources.gpus_per_trial)
+    if cluster_gpus == 0 or share == 0:
+        if share:
+            raise SearchError(
+                f"resources.gpus_per_trial={config.resources.gpus_per_trial}: the Ray cluster "
+                "has no GPU; use auto (CPU-only without GPUs) or 0"
+            )
+        return {"CPU": cpus}
+    if share is not None:
+        return {"CPU": cpus, "GPU": share}
+    gpu_memory_mb = _gpu_memory_mb(config)
+    data_mb = feature_bytes(data) / 2**20
+
+    def resources(trial_config: dict[str, Any]) -> Any:
+        try:
+            spec = ArchSpec.from_dict(trial_config["spec"])
+            estimate = estimate_train_vram_mb(spec, data, settings.train_config)
+        except Exception:
+            estimate = None
+        gpus = gpu_share(estimate, gpu_memory_mb, data_mb)
+        return tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}])
+
+    return resources
+
+
+# -- the run ---------------------------------------------------------------------------------
+def run(
+    *,
+    config: StudyConfig,
+    data: FeatureSet,
+    space: Any,
+    settings: TrialSettings,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    objectives: list[Objective],
+    n_trials: int,
+    on_record: Callable[[TrialRecord], None],
+    progress: Progress,
+) -> str:
+    """Run ``n_trials`` more trials of the study on Ray Tune; return the Tune experiment folder."""
+    started_here = init_ray(config.resources.address, config.resources.num_cpus)
+    try:
+        return _run(
+            config,
+            data,
+            space,
+            settings,
+            storage,
+            sampler,
+            objectives,
+            n_trials,
+            on_record,
+            progress,
+        )
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run(
+    config: StudyConfig,
+    data: FeatureSet,
+    space: Any,
+    settings: TrialSettings,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    objectives: list[Objective],
+    n_trials: int,
+    on_record: Callable[[TrialRecord], None],
+    progress: Progress,
+) -> str:
+    ledger = TrialLedger(on_record)
+
+    def define_by_run(trial: optuna.Trial) -> dict[str, Any]:
+        return {"spec": space.sample(trial).to_dict()}
+
+    searcher = FsnasOptunaSearch(
+        ledger=ledger,
+        objective_names=[o.name for o in objectives],
+        space=define_by_run,
+        metric=[o.name for o in objectives],
+        mode=["max" if o.direction == "maximize" else "min" for o in objectives],
+        sampler=sampler,
+        storage=storage,
+        study_name=config.study,
+    )
+    stopping = config.search.early_stopping
+    scheduler: TrialScheduler = FIFOScheduler()
+    if stopping.enabled:
+        scheduler = ParetoAshaScheduler(
+            objectives=objectives,
+            max_epochs=config.train.epochs,
+            grace_epochs=stopping.grace_epochs,
+            reduction_factor=stopping.reduction_factor,
+            min_dominators=stopping.min_dominators,
+            ledger=ledger,
+        )
+    trainable = tune.with_parameters(_trainable, data=data, settings=settings)
+    trainable = tune.with_resources(trainable, trial_resources(config, data, settings))
+    storage_path = Path(config.ray_dir).expanduser().resolve()
+    storage_path.mkdir(parents=True, exist_ok=True)
+    name = f"{config.study}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=n_trials,
+            max_concurrent_trials=config.resources.max_concurrent,
+            reuse_actors=config.resources.reuse_actors,
+            time_budget_s=config.search.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+            callbacks=[_ProgressCallback(ledger, progress)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    tuner.fit()
+    return str(storage_path / name)

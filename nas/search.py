@@ -1,0 +1,621 @@
+"""The search driver: features once, the space, the Ray backend, records, front and progress.
+
+``run_search(config)`` is the whole of ``fsnas search``. It loads the features once on the
+driver, opens (or resumes) the Optuna study that identifies the search (study name + storage),
+hands the remaining trial budget to ``nas.ray_backend``, and turns every finished trial into a
+``TrialRecord``: status, reason, metrics, objectives and costs. Records are stored as Optuna user
+attributes, so ``fsnas pareto`` and a resumed search read them back from the storage alone.
+
+The trial function ``run_trial`` is a plain function around ``trainers.train.fit``; it knows
+nothing about Ray (the backend passes it a ``report`` callable) and returns a plain dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from dashboards.records import Objective, StudySummary, TrialRecord
+from nas import pareto
+from nas.config import StudyConfig, metric_name
+from search_spaces.errors import FsnasError
+from search_spaces.spec import ArchSpec
+from trainers.featureset import FeatureSet
+from trainers.result import TrainConfig
+
+if TYPE_CHECKING:
+    import optuna
+
+RECORD_ATTR = "fsnas_record"  # Optuna user attribute holding TrialRecord.to_dict()
+STATUS_ATTR = "fsnas_status"
+CONSTRAINT_ATTR = "fsnas_constraint"  # [measured train VRAM - limit]; <= 0 is feasible
+FINAL_KEY = "fsnas_final"  # marks a trial's last report (the scheduler ignores it)
+RECORD_JSON_KEY = "fsnas_record_json"
+# GPU shares "auto" rounds up to, so a handful of trial sizes can pack a GPU
+GPU_SHARE_GRID: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+# what a trial process holds besides the training peak: CUDA context and allocator slack
+CUDA_CONTEXT_MB = 500.0
+
+
+class SearchError(FsnasError):
+    """A search cannot start or continue; the message names the study and what to change."""
+
+
+# -- what a trial needs besides its spec -------------------------------------------------------
+@dataclass(frozen=True)
+class TrialSettings:
+    """The fixed part of every trial of a study (sent once to every worker with the features)."""
+
+    train_config: TrainConfig
+    objectives: tuple[Objective, ...]
+    max_train_vram_mb: float | None = None
+    device: str = "auto"  # "auto": CUDA when the worker has a GPU assigned, else CPU
+
+
+def estimate_train_vram_mb(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> float | None:
+    """Return the estimated peak training VRAM of ``spec`` in MB, or None if it cannot be made.
+
+    The estimate models float32 training (an upper bound under AMP, which it cannot trace).
+    """
+    try:
+        from trainers import cost_vram
+    except ImportError:
+        return None
+    try:
+        estimate = cost_vram.estimate_train_vram(
+            spec,
+            data.n_mels,
+            data.n_frames,
+            data.n_classes,
+            config.batch_size,
+            config.optimizer,
+            False,
+            data.task,
+        )
+    except FsnasError:
+        return None  # an invalid spec: fit records it as "invalid" with the reason
+    return float(estimate.train_vram_mb)
+
+
+def run_trial(
+    config: dict[str, Any],
+    data: FeatureSet,
+    settings: TrialSettings,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Return the final report of one trial: objectives, ``fsnas_status`` and the record JSON.
+
+    ``config["spec"]`` is the ArchSpec dict the space sampled. Each epoch ``report`` receives the
+    validation metric so far and the costs known before training (the scheduler's inputs). An
+    architecture whose estimated training VRAM exceeds ``max_train_vram_mb`` is not trained
+    (status ``infeasible``); one measured above it is trained and marked ``infeasible``. Nothing
+    raises: an unexpected exception becomes status ``failed`` with its reason.
+    """
+    import json
+
+    started = time.perf_counter()
+    record = TrialRecord(number=-1, status="failed", train_config=settings.train_config.to_dict())
+    try:
+        _trial_body(config, data, settings, report, device, record)
+    except Exception as exc:  # the search must survive anything one trial does
+        record.status = "failed"
+        record.reason = f"{type(exc).__name__}: {exc}".strip()
+        traceback.clear_frames(exc.__traceback__) if exc.__traceback__ else None
+    record.seconds = time.perf_counter() - started
+    out: dict[str, Any] = {FINAL_KEY: True, STATUS_ATTR: record.status}
+    out.update({k: v for k, v in record.objectives.items() if v is not None})
+    out[RECORD_JSON_KEY] = json.dumps(record.to_dict())
+    return out
+
+
+def _trial_body(
+    config: dict[str, Any],
+    data: FeatureSet,
+    settings: TrialSettings,
+    report: Callable[[dict[str, Any]], None] | None,
+    device: str | None,
+    record: TrialRecord,
+) -> None:
+    from trainers.train import fit
+
+    spec = ArchSpec.from_dict(config["spec"])
+    record.spec = spec.to_dict()
+    record.spec_summary = spec.summary()
+    metric = metric_name(data.task)
+    estimate_mb = estimate_train_vram_mb(spec, data, settings.train_config)
+    known_costs: dict[str, float] = {}
+    if estimate_mb is not None:
+        known_costs["train_vram_mb"] = estimate_mb
+        record.costs["train_vram_estimate_mb"] = estimate_mb
+    limit_mb = settings.max_train_vram_mb
+    if limit_mb is not None and estimate_mb is not None and estimate_mb > limit_mb:
+        record.status = "infeasible"
+        record.reason = (
+            f"estimated training VRAM {estimate_mb:.0f} MB > --max-train-vram-mb {limit_mb:g}; "
+            "not trained"
+        )
+        record.costs.update({"train_vram_mb": estimate_mb, "vram_source": "estimated"})
+        return
+
+    def epoch_report(values: dict[str, Any]) -> None:
+        if report is not None:
+            report({**values, **known_costs, "epoch": int(values.get("epoch", 0))})
+
+    result = fit(spec, data, settings.train_config, device or settings.device, epoch_report)
+    record.status = result.status
+    record.reason = result.reason
+    record.metrics = dict(result.metrics)
+    record.history = list(result.history)
+    record.device = result.device
+    record.costs.update(
+        {
+            "params": result.params,
+            "gflops": result.gflops,
+            "train_vram_mb": result.train_vram_mb,
+            "infer_vram_mb": result.infer_vram_mb,
+            "latency_ms": result.latency_ms,
+            "vram_source": result.vram_source,
+            "epochs_run": result.epochs_run,
+        }
+    )
+    if result.status != "complete":
+        return
+    for objective in settings.objectives:
+        value = record.metrics.get(metric) if objective.name == metric else None
+        if objective.name != metric:
+            value = record.costs.get(objective.name)
+        if value is None or not math.isfinite(float(value)):
+            record.status = "failed"
+            record.reason = f"objective {objective.name} has no value ({value!r})"
+            return
+        record.objectives[objective.name] = float(value)
+    vram = record.costs.get("train_vram_mb")
+    if limit_mb is not None and vram is not None:
+        record.costs[CONSTRAINT_ATTR] = float(vram) - limit_mb
+        if float(vram) > limit_mb:
+            record.status = "infeasible"
+            record.reason = (
+                f"{record.costs['vram_source']} training VRAM {float(vram):.0f} MB > "
+                f"--max-train-vram-mb {limit_mb:g}"
+            )
+
+
+def record_from_result(result: dict[str, Any] | None, number: int) -> TrialRecord | None:
+    """Return the TrialRecord a trial's final report carries, numbered; None if it has none."""
+    import json
+
+    if not result or RECORD_JSON_KEY not in result:
+        return None
+    record = TrialRecord.from_dict(json.loads(result[RECORD_JSON_KEY]))
+    record.number = number
+    return record
+
+
+# -- GPU shares --------------------------------------------------------------------------------
+def gpu_share(estimate_mb: float | None, gpu_memory_mb: float, data_mb: float = 0.0) -> float:
+    """Return a trial's GPU share for ``gpus_per_trial=auto``: its need rounded up to the grid.
+
+    The need is the estimated training peak plus the CUDA context and the feature tensors the
+    trial keeps on the GPU, as a fraction of the GPU's memory, rounded up to 1/8, 1/4, 1/2 or 1
+    (a whole GPU when the estimate is missing or exceeds the card).
+    """
+    if estimate_mb is None or gpu_memory_mb <= 0:
+        return 1.0
+    need = (estimate_mb + CUDA_CONTEXT_MB + data_mb) / gpu_memory_mb
+    for share in GPU_SHARE_GRID:
+        if need <= share:
+            return share
+    return 1.0
+
+
+def feature_bytes(data: FeatureSet) -> int:
+    """Return the bytes of every split's feature array (what a trial may keep on the GPU)."""
+    return sum(int(s.x.nbytes) + int(s.y.nbytes) for s in (data.train, data.valid, data.test))
+
+
+# -- the study in the storage ------------------------------------------------------------------
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Return the Optuna RDB storage for ``url``; a SQLite file's folder is created."""
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        if str(path) not in ("", ":memory:"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as exc:
+        raise SearchError(f"storage {url!r}: cannot open ({type(exc).__name__}: {exc})") from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # the driver is the only writer, but fsnas pareto may read while a search writes
+    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+
+
+def load_records(study: optuna.Study) -> list[TrialRecord]:
+    """Return the TrialRecords stored in a study, by trial number (orphans left out)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        data = t.user_attrs.get(RECORD_ATTR)
+        if isinstance(data, dict):
+            record = TrialRecord.from_dict(data)
+            record.number = t.number
+            out.append(record)
+    return sorted(out, key=lambda r: r.number)
+
+
+def close_orphans(storage: optuna.storages.BaseStorage, study: optuna.Study) -> int:
+    """Mark trials left RUNNING/WAITING by a killed driver as FAIL; return how many.
+
+    They have no record, so they do not count towards the trial budget and are asked again.
+    One driver per study: a second driver would see the first one's live trials as orphans.
+    """
+    from optuna.trial import TrialState
+
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        storage.set_trial_user_attr(t._trial_id, "fsnas_orphaned", True)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        n += 1
+    return n
+
+
+def make_sampler(config: StudyConfig, n_objectives: int) -> optuna.samplers.BaseSampler:
+    """Return the Optuna sampler the config names, seeded, with VRAM constraints if any."""
+    import optuna
+
+    search = config.search
+    constraints = None
+    if search.max_train_vram_mb is not None:
+
+        def constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+            # set by the backend before tell; trials without it (failed) count as feasible
+            return [float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0))]
+
+    if search.sampler == "nsga2":
+        population = search.population_size or max(2, min(search.trials, 50) // 2)
+        return optuna.samplers.NSGAIISampler(
+            population_size=population, seed=search.seed, constraints_func=constraints
+        )
+    if search.sampler == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=search.seed,
+            constraints_func=constraints,
+            n_startup_trials=max(2, min(10, search.trials // 3)),
+        )
+    if search.sampler == "gp":
+        return optuna.samplers.GPSampler(
+            seed=search.seed,
+            constraints_func=constraints,
+            n_startup_trials=max(2, min(10, search.trials // 3)),
+        )
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    raise SearchError(
+        f"search.sampler {search.sampler!r}: the define-by-run space has conditional "
+        "dimensions, which Optuna's GridSampler cannot enumerate; use `fsnas ablate` for grids "
+        "or nsga2/tpe/gp/random here"
+    )
+
+
+# -- progress -----------------------------------------------------------------------------------
+@dataclass
+class Progress:
+    """The live state of a search: counts, records and the front; prints one compact line."""
+
+    study: str
+    total: int
+    objectives: list[Objective]
+    records: list[TrialRecord] = field(default_factory=list)
+    running: int = 0
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    hv_history: list[tuple[int, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def counts(self) -> dict[str, int]:
+        """Return finished trials by outcome: done, complete, pruned, failed, infeasible."""
+        statuses = [r.status for r in self.records]
+        return {
+            "done": len(statuses),
+            "complete": statuses.count("complete"),
+            "pruned": statuses.count("pruned"),
+            "infeasible": statuses.count("infeasible"),
+            "failed": len(statuses)
+            - statuses.count("complete")
+            - statuses.count("pruned")
+            - statuses.count("infeasible"),
+        }
+
+    def line(self) -> str:
+        """Return the one-line status: done/total, running, pruned, failed, front, best, HV."""
+        c = self.counts()
+        front = pareto.front_records(self.records, self.objectives)
+        first = self.objectives[0]
+        values = [r.objectives[first.name] for r in self.records if r.status == "complete"]
+        best = "-"
+        if values:
+            pick = max(values) if first.direction == "maximize" else min(values)
+            best = f"{pick:.4f}"
+        hv, _ = pareto.records_hypervolume(self.records, self.objectives)
+        elapsed = time.monotonic() - self.started
+        return (
+            f"[{self.study}] done {c['done']}/{self.total} · running {self.running} · "
+            f"pruned {c['pruned']} · failed {c['failed']} · infeasible {c['infeasible']} · "
+            f"front {len(front)} · best {first.name} {best} · HV {hv:.4g} · {elapsed:.0f} s"
+        )
+
+    def add(self, record: TrialRecord) -> None:
+        """Add a finished trial, remember the hypervolume and print the line."""
+        self.records.append(record)
+        n_complete = sum(1 for r in self.records if r.status == "complete")
+        hv, _ = pareto.records_hypervolume(self.records, self.objectives)
+        self.hv_history.append((n_complete, hv))
+        self.print()
+
+    def print(self) -> None:
+        """Write the status line (one line per change, so logs stay readable)."""
+        print(self.line(), file=self.stream, flush=True)
+
+
+# -- the driver ---------------------------------------------------------------------------------
+@dataclass
+class SearchOutcome:
+    """What ``run_search`` returns: every record of the study, the summary and the front."""
+
+    records: list[TrialRecord]
+    summary: StudySummary
+    front: list[TrialRecord]
+    hypervolume: float
+    knee: TrialRecord | None
+    tracking_uri: str | None = None
+    experiment_dir: str | None = None
+
+
+def summarise(
+    study_name: str,
+    records: list[TrialRecord],
+    objectives: list[Objective],
+    config: dict[str, Any],
+    hv_history: list[tuple[int, float]] | None = None,
+) -> tuple[StudySummary, list[TrialRecord], float, TrialRecord | None]:
+    """Return (summary, front, hypervolume, knee) and set ``on_pareto_front`` on the records.
+
+    The reference point is computed from all complete trials (0 for the metric, 1.1 × the worst
+    cost); the hypervolume history is recomputed against it so its values are comparable.
+    """
+    front = pareto.front_records(records, objectives)
+    on_front = {r.number for r in front}
+    for r in records:
+        r.on_pareto_front = r.number in on_front
+    hv, ref = pareto.records_hypervolume(records, objectives)
+    history: list[tuple[int, float]] = []
+    complete = sorted((r for r in records if r.status == "complete"), key=lambda r: r.number)
+    for k in range(1, len(complete) + 1):
+        history.append((k, pareto.records_hypervolume(complete[:k], objectives, ref)[0]))
+    knee = pareto.knee_record(records, objectives)
+    summary = StudySummary(
+        study_name=study_name,
+        objectives=list(objectives),
+        reference_point=ref,
+        hypervolume_history=history or list(hv_history or []),
+        knee_number=knee.number if knee else None,
+        config=config,
+    )
+    return summary, front, hv, knee
+
+
+def load_study_features(config: StudyConfig) -> FeatureSet:
+    """Return the study's FeatureSet, computed (or read from the cache) once on the driver."""
+    from trainers.features import load_features
+
+    return load_features(
+        config.data.source,
+        config.data.features,
+        cache_dir=config.data.cache_dir,
+        on_bad_audio=config.data.on_bad_audio,
+        label_regex=config.data.label_regex,
+        seed=config.search.seed,
+    )
+
+
+def build_space(config: StudyConfig, data: FeatureSet) -> Any:
+    """Return the SearchSpace of the config, bound to the features' input shape."""
+    from search_spaces.space import SearchSpace
+
+    space = SearchSpace.from_dict(config.space)
+    if space.n_mels is None:
+        space = dataclasses.replace(space, n_mels=data.n_mels, n_frames=data.n_frames)
+    return space
+
+
+def run_search(
+    config: StudyConfig,
+    *,
+    stream: TextIO | None = None,
+    tracker_factory: Callable[..., Any] | None = None,
+) -> SearchOutcome:
+    """Run (or resume) the study of ``config`` to ``search.trials`` finished trials.
+
+    Returns the outcome with every record; the records also live in the Optuna storage.
+
+    Raises:
+        SearchError, ConfigError, TrackingError, DataError: before any trial trains.
+    """
+    import optuna
+
+    from nas import ray_backend
+
+    out = stream or sys.stdout
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tracker = _start_tracker(config, tracker_factory)
+    data = load_study_features(config)
+    space = build_space(config, data)
+    objectives = config.objectives(data.task)
+    storage = open_storage(config.storage)
+    directions = [o.direction for o in objectives]
+    study = optuna.create_study(
+        study_name=config.study, storage=storage, directions=directions, load_if_exists=True
+    )
+    if [d.name.lower() for d in study.directions] != directions:
+        raise SearchError(
+            f"study {config.study!r} in {config.storage}: stored with directions "
+            f"{[d.name.lower() for d in study.directions]}, the config asks for {directions}; "
+            "use another --study name"
+        )
+    stored_names = study.user_attrs.get("objectives")
+    names = [o.name for o in objectives]
+    if stored_names is not None and stored_names != names:
+        raise SearchError(
+            f"study {config.study!r}: stored objectives {stored_names}, config {names}; "
+            "use another --study name"
+        )
+    study.set_user_attr("objectives", names)
+    study.set_user_attr("objective_labels", [o.label for o in objectives])
+    study.set_user_attr("config", config.to_dict())
+    orphans = close_orphans(storage, study)
+    previous = load_records(study)
+    remaining = config.search.trials - len(previous)
+    progress = Progress(config.study, config.search.trials, objectives, stream=out)
+    progress.records.extend(previous)
+    if previous or orphans:
+        print(
+            f"[{config.study}] resuming: {len(previous)} finished trial(s) kept"
+            + (f", {orphans} interrupted trial(s) will be asked again" if orphans else "")
+            + f"; {max(remaining, 0)} to run",
+            file=out,
+            flush=True,
+        )
+    if tracker is not None:
+        for record in previous:
+            tracker.log_trial(record)
+
+    def on_record(record: TrialRecord) -> None:
+        progress.add(record)
+        if tracker is not None:
+            tracker.log_trial(record)
+            summary, _, _, _ = summarise(
+                config.study, progress.records, objectives, config.to_dict(), progress.hv_history
+            )
+            tracker.refresh(progress.records, summary)
+
+    settings = TrialSettings(
+        train_config=_trial_train_config(config),
+        objectives=tuple(objectives),
+        max_train_vram_mb=config.search.max_train_vram_mb,
+    )
+    experiment_dir = None
+    status = "FINISHED"
+    try:
+        if remaining > 0:
+            experiment_dir = ray_backend.run(
+                config=config,
+                data=data,
+                space=space,
+                settings=settings,
+                storage=storage,
+                sampler=make_sampler(config, len(objectives)),
+                objectives=objectives,
+                n_trials=remaining,
+                on_record=on_record,
+                progress=progress,
+            )
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        records = load_records(optuna.load_study(study_name=config.study, storage=storage))
+        summary, front, hv, knee = summarise(
+            config.study, records, objectives, config.to_dict(), progress.hv_history
+        )
+        if tracker is not None:
+            tracker.finish(records, summary, status)
+    return SearchOutcome(
+        records=records,
+        summary=summary,
+        front=front,
+        hypervolume=hv,
+        knee=knee,
+        tracking_uri=getattr(tracker, "tracking_uri", None),
+        experiment_dir=experiment_dir,
+    )
+
+
+def _trial_train_config(config: StudyConfig) -> TrainConfig:
+    threads = max(1, int(config.resources.cpus_per_trial))
+    return dataclasses.replace(config.train, num_threads=config.train.num_threads or threads)
+
+
+def _start_tracker(config: StudyConfig, factory: Callable[..., Any] | None) -> Any:
+    """Return a started MLflow StudyTracker (None when tracking is switched off with "none")."""
+    if config.tracking_uri == "none":
+        return None
+    if factory is None:
+        from dashboards import tracking
+
+        uri = tracking.resolve_tracking_uri(config.tracking_uri)
+        tracking.check_tracking_reachable(uri)
+        tracker = tracking.StudyTracker(uri, config.study, config.to_dict(), kind="search")
+    else:
+        tracker = factory(config)
+    tracker.start()
+    return tracker
+
+
+# -- tables -------------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def front_table(
+    front: Sequence[TrialRecord],
+    objectives: Sequence[Objective],
+    knee: TrialRecord | None = None,
+) -> str:
+    """Return the Pareto front as a fixed-width text table (best metric first)."""
+    metric = objectives[0].name
+    header = f"{'trial':>5}  {metric:>12}  {'VRAM MB':>8}  {'GFLOPs':>7}  {'params':>8}  status"
+    lines = [header + "    spec", "-" * (len(header) + 30)]
+    for r in front:
+        mark = " knee" if knee is not None and r.number == knee.number else ""
+        src = r.costs.get("vram_source", "")
+        lines.append(
+            f"{r.number:>5}  {_fmt(r.objectives.get(metric), 4):>12}  "
+            f"{_fmt(r.costs.get('train_vram_mb')):>8}{'*' if src == 'estimated' else ' '} "
+            f"{_fmt(r.costs.get('gflops'), 3):>7}  {_fmt(r.costs.get('params')):>8}  "
+            f"{r.status}{mark:5}  {r.spec_summary}"
+        )
+    if any(r.costs.get("vram_source") == "estimated" for r in front):
+        lines.append("* VRAM estimated (no GPU); measured on CUDA")
+    return "\n".join(lines)
+
+
+def outcome_text(outcome: SearchOutcome) -> str:
+    """Return the end-of-search report: counts, front table, hypervolume and knee."""
+    objectives = outcome.summary.objectives
+    statuses: dict[str, int] = {}
+    for r in outcome.records:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    ref = ", ".join(f"{k}={v:.4g}" for k, v in outcome.summary.reference_point.items())
+    lines = [
+        f"study {outcome.summary.study_name}: {len(outcome.records)} trials ({counts or 'none'})",
+        f"Pareto front ({len(outcome.front)} trials; pruned, failed and infeasible excluded):",
+        front_table(outcome.front, objectives, outcome.knee),
+        f"hypervolume {outcome.hypervolume:.6g} (reference point: {ref or '-'})",
+    ]
+    if outcome.knee is not None:
+        lines.append(f"knee: trial {outcome.knee.number} ({outcome.knee.spec_summary})")
+    return "\n".join(lines)

@@ -1,0 +1,232 @@
+"""StudyTracker on a local SQLite store: run tree, tags, params, metrics, resume, outages."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from dashboards.records import TrialRecord
+from dashboards.tracking import (
+    StudyTracker,
+    TrackingError,
+    check_tracking_reachable,
+    flatten,
+    log_single_run,
+    resolve_tracking_uri,
+)
+from tests.dashboards.conftest import build_study
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite tracking store for the module (creating its tables takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def _children(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Any]:
+    return client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+
+
+def test_uri_precedence_cli_then_env_then_cwd_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5001")
+    assert resolve_tracking_uri(None) == "http://127.0.0.1:5001"
+    assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_sqlite_store_in_a_missing_folder_is_reported(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}"
+    with pytest.raises(TrackingError, match="nope"):
+        check_tracking_reachable(uri)
+
+
+def test_flatten_indexes_lists_of_objects() -> None:
+    flat = flatten({"body": [{"height": 3, "pool": [2, 2]}], "head": {"dense": [64]}, "x": None})
+    assert flat == {
+        "body.0.height": "3",
+        "body.0.pool": "[2, 2]",
+        "head.dense": "[64]",
+        "x": "None",
+    }
+
+
+def test_parent_and_one_child_per_trial_with_tags_params_metrics(store: str) -> None:
+    study = build_study(name="tree")
+    tracker = StudyTracker(store, "tree", study.summary.config, device="cpu", refresh_every=5)
+    parent_id = tracker.start()
+    for record in study.records:
+        assert tracker.log_trial(record)
+        tracker.maybe_refresh(study.records, study.summary)
+    assert tracker.finish(study.records, study.summary)
+
+    client = MlflowClient(store)
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["fsnas.role"] == "parent"
+    assert parent.data.tags["fsnas.version"] not in ("", None)
+    assert parent.data.tags["fsnas.git_commit"]
+    assert parent.data.tags["device"] == "cpu"
+    assert parent.data.params["study.n_trials"] == "12"
+    assert parent.data.metrics["hypervolume"] == pytest.approx(
+        study.summary.hypervolume_history[-1][1]
+    )
+    artifacts = {a.path: a.file_size for a in client.list_artifacts(parent_id)}
+    for name in ("pareto.html", "pareto.png", "hypervolume.html", "trials.csv", "pareto.json"):
+        assert artifacts[name] > 0, name
+    assert (
+        Path(
+            client.get_experiment(parent.info.experiment_id).artifact_location.removeprefix(
+                "file://"
+            )
+        ).parent.parent
+        == Path(store.removeprefix("sqlite:///")).parent
+    )
+
+    children = _children(client, parent.info.experiment_id, parent_id)
+    assert len(children) == 12
+    by_number = {int(r.data.tags["optuna_trial_number"]): r for r in children}
+    for record in study.records:
+        run = by_number[record.number]
+        tags = run.data.tags
+        assert tags["status"] == record.status
+        assert tags["on_pareto_front"] == str(record.on_pareto_front).lower()
+        assert tags["ray_trial_id"] == record.ray_trial_id
+        assert tags["device"] == "cpu"
+        assert run.data.params["spec.frontend.0.height"] == str(
+            record.spec["frontend"][0]["height"]
+        )
+        assert run.data.params["train.optimizer"] == "adamw"
+        expected_status = {"complete": "FINISHED", "pruned": "KILLED"}.get(record.status, "FAILED")
+        assert run.info.status == expected_status
+        if record.status != "failed":
+            assert tags["vram_source"] == "estimated"
+            assert run.data.metrics["train_vram_mb"] == pytest.approx(record.costs["train_vram_mb"])
+            assert run.data.metrics["val_accuracy"] == pytest.approx(record.metrics["val_accuracy"])
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+            assert sorted(steps) == [int(h["epoch"]) for h in record.history]
+        else:
+            assert tags["reason"] == "worker died"
+
+
+def test_resume_reuses_parent_and_never_duplicates(store: str) -> None:
+    study = build_study(n_trials=10, name="resume")
+    first = StudyTracker(store, "resume", study.summary.config, device="cpu")
+    parent_id = first.start()
+    for record in study.records[:8]:
+        first.log_trial(record)
+    # the process is killed here: no finish(), parent stays RUNNING
+
+    more = build_study(n_trials=10, name="resume")  # same trials, same numbers
+    moved = next(r for r in more.records if r.on_pareto_front)
+    moved.on_pareto_front = False  # the front changed after the resume
+    second = StudyTracker(store, "resume", more.summary.config, device="cpu")
+    assert second.start() == parent_id and second.resumed
+    for record in more.records:  # replays the 8 logged trials, then 2 new ones
+        second.log_trial(record)
+    assert second.finish(more.records, more.summary)
+
+    client = MlflowClient(store)
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    parents = client.search_runs([experiment_id], filter_string="tags.`fsnas.role` = 'parent'")
+    assert len(parents) == 1
+    children = _children(client, experiment_id, parent_id)
+    numbers = [int(r.data.tags["optuna_trial_number"]) for r in children]
+    assert sorted(numbers) == list(range(10))
+    retagged = next(r for r in children if r.data.tags["optuna_trial_number"] == str(moved.number))
+    assert retagged.data.tags["on_pareto_front"] == "false"
+
+
+def test_outage_keeps_trials_and_backfills(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = build_study(n_trials=6, name="outage")
+    tracker = StudyTracker(store, "outage", {}, device="cpu")
+    parent_id = tracker.start()
+    tracker.log_trial(study.records[0])
+
+    real_create = tracker._client.create_run
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise MlflowException("API request to http://x failed: Connection refused")
+
+    monkeypatch.setattr(tracker._client, "create_run", down)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not tracker.log_trial(study.records[1])
+        assert not tracker.log_trial(study.records[2])
+    outage_warnings = [w for w in caught if "Connection refused" in str(w.message)]
+    assert len(outage_warnings) == 1  # warned once, not per trial
+    assert tracker.pending == [1, 2]
+
+    monkeypatch.setattr(tracker._client, "create_run", real_create)
+    assert tracker.finish(study.records, study.summary)  # backfills 1, 2 and the unlogged 3-5
+    assert tracker.pending == []
+    client = MlflowClient(store)
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    assert len(_children(client, experiment_id, parent_id)) == 6
+
+
+def test_rejected_trial_does_not_block_later_ones(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = build_study(n_trials=3, name="rejected")
+    tracker = StudyTracker(store, "rejected", {}, device="cpu")
+    tracker.start()
+    real_log_batch = tracker._client.log_batch
+
+    def refuse_trial_1(run_id: str, **kwargs: Any) -> Any:
+        if run_id == tracker.child_run_id(1) and kwargs.get("params"):
+            raise MlflowException("bad param", error_code=INVALID_PARAMETER_VALUE)
+        return real_log_batch(run_id, **kwargs)
+
+    monkeypatch.setattr(tracker._client, "log_batch", refuse_trial_1)
+    with pytest.warns(RuntimeWarning, match="rejected trial 1"):
+        for record in study.records:
+            tracker.log_trial(record)
+    assert tracker.rejected == [1]
+    assert tracker.pending == []
+    assert tracker.child_run_id(2) is not None
+
+
+def test_log_before_start_is_an_error(store: str) -> None:
+    tracker = StudyTracker(store, "nostart", {}, device="cpu")
+    with pytest.raises(TrackingError, match="start"):
+        tracker.log_trial(TrialRecord(number=0, status="complete"))
+
+
+def test_single_training_run(store: str, tmp_path: Path) -> None:
+    record = build_study(n_trials=1).records[0]
+    extra = tmp_path / "model_card.md"
+    extra.write_text("# card\n")
+    run_id = log_single_run(
+        store, "fsnas-train", record, config={"epochs": 3}, artifacts=[extra], device="cpu"
+    )
+    run = MlflowClient(store).get_run(run_id)
+    assert run.data.tags["fsnas.role"] == "train"
+    assert run.data.tags["status"] == "complete"
+    assert run.data.params["config.epochs"] == "3"
+    assert run.data.params["spec.head.time_pooling"] == "max"
+    assert run.data.metrics["val_accuracy"] == pytest.approx(record.metrics["val_accuracy"])
+    names = {a.path for a in MlflowClient(store).list_artifacts(run_id)}
+    assert {"model_card.md", "spec.json"} <= names
+
+
+def test_http_retry_settings_are_lowered_only_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    from dashboards import tracking
+
+    tracking._lower_http_retries()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "30"

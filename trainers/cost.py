@@ -1,0 +1,421 @@
+"""What an architecture costs: params, FLOPs, training/inference VRAM and latency.
+
+Plain functions on plain data, one small frozen dataclass per report:
+
+* ``count_params`` — trainable parameters (weights, biases, BN γ/β; no BN statistics).
+* ``count_flops`` — forward FLOPs of one clip with fvcore. fvcore counts one multiply-add as
+  one flop (a 3×3 conv costs ``3·3·C_in·C_out·H_out·W_out``), so ``gflops`` is half of what
+  ``torch.utils.flop_counter`` (2 per multiply-add) reports for the same network.
+* ``estimate_train_vram`` / ``estimate_infer_vram`` — without a GPU (``trainers.cost_vram``).
+* ``measure_train_vram`` / ``measure_infer_vram`` — on CUDA, DESIGN.md's protocol.
+* ``measure_latency_ms`` — median forward time, on CPU or CUDA.
+* ``cost_report`` — all of the above for one spec, ``vram_source`` saying which VRAM it is.
+
+VRAM figures are MiB (2**20 bytes) although named ``_mb``, as in the anchor protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import statistics
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from search_spaces import ArchSpec, build_model
+from search_spaces.build import count_params
+from trainers.cost_vram import (
+    MIB,
+    CostError,
+    Optimizer,
+    Task,
+    VramEstimate,
+    estimate_infer_vram,
+    estimate_train_vram,
+    loss_fn,
+    make_optimizer,
+    make_targets,
+)
+
+__all__ = [
+    "CostError",
+    "CostReport",
+    "FlopReport",
+    "VramEstimate",
+    "VramMeasurement",
+    "cost_report",
+    "count_flops",
+    "count_params",
+    "estimate_infer_vram",
+    "estimate_train_vram",
+    "measure_infer_vram",
+    "measure_latency_ms",
+    "measure_train_vram",
+]
+
+# -- FLOPs -----------------------------------------------------------------------------------
+
+# Ops fvcore has no handle for but that do arithmetic on every element: one comparison or
+# addition per input element for pooling/reductions, one addition per output element for sums.
+_POOL_AND_REDUCE_OPS = ("aten::max_pool2d", "aten::avg_pool2d", "aten::amax", "aten::mean")
+_ELEMENTWISE_ADD_OPS = ("aten::add", "aten::add_")
+# fvcore silently ignores these; they do no multiply-adds but move memory (ReLU, padding,
+# concatenation), so the report lists them as skipped instead of hiding them.
+_LISTED_AS_SKIPPED = {"aten::relu", "aten::relu_", "aten::constant_pad_nd", "aten::cat"}
+
+
+@dataclass(frozen=True)
+class FlopReport:
+    """Forward GFLOPs of one clip (fvcore: 1 flop = 1 multiply-add), per operator and skipped.
+
+    ``by_operator`` maps fvcore's operator names (``conv``, ``linear``, ``batch_norm``,
+    ``max_pool2d``, ...) to flops; ``skipped_ops`` maps ops counted as zero to how often they ran.
+    """
+
+    gflops: float
+    by_operator: dict[str, int]
+    skipped_ops: dict[str, int]
+
+
+def count_flops(model: nn.Module, n_mels: int, n_frames: int) -> FlopReport:
+    """Return the forward FLOPs of ``model`` on one ``1 × n_mels × n_frames`` clip (eval mode).
+
+    Counted: conv, linear/matmul, batch norm (fvcore's handles) plus max/avg pooling, ``amax``
+    and ``mean`` (one per input element) and residual additions (one per output element).
+    Listed in ``skipped_ops`` (zero flops): ReLU, padding, concatenation and anything else
+    fvcore does not know.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # fvcore imports torch.jit.script
+        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn.jit_handles import elementwise_flop_counter
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    clip = torch.zeros(1, 1, n_mels, n_frames, device=device)
+    analysis = FlopCountAnalysis(model, clip)
+    analysis.set_op_handle(**dict.fromkeys(_POOL_AND_REDUCE_OPS, elementwise_flop_counter(1, 0)))
+    analysis.set_op_handle(**dict.fromkeys(_ELEMENTWISE_ADD_OPS, elementwise_flop_counter(0, 1)))
+    # fvcore keeps its ignore list in a private attribute; without this ReLU etc. vanish.
+    analysis._ignored_ops = set(analysis._ignored_ops) - _LISTED_AS_SKIPPED
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # jit tracer deprecation/trace warnings
+            total = int(analysis.total())
+            by_operator = {k: int(v) for k, v in analysis.by_operator().items()}
+            skipped = {k: int(v) for k, v in analysis.unsupported_ops().items()}
+    finally:
+        model.train(was_training)
+    return FlopReport(total / 1e9, by_operator, skipped)
+
+
+# -- measured VRAM (CUDA) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VramMeasurement:
+    """Peak VRAM measured on CUDA (MiB) and the conditions it was measured under.
+
+    ``vram_mb``: peak allocated minus what other tensors (a dataset cache, other trials) held,
+    so it covers weights, gradients, optimizer state, the batch and everything a step creates.
+    ``above_base_mb``: peak minus the allocation just before the timed steps (the anchor
+    protocol's figure). ``reserved_mb``: the allocator's peak reserved memory (process-wide).
+    """
+
+    vram_mb: float
+    above_base_mb: float
+    reserved_mb: float
+    batch_size: int
+    steps: int
+    cudnn_benchmark: bool
+    device_name: str
+
+
+def _require_cuda(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        raise CostError(
+            f"VRAM measurement needs a CUDA device, got {str(device)!r} "
+            f"(cuda available: {torch.cuda.is_available()}); use estimate_train_vram instead"
+        )
+    return dev
+
+
+def _bytes_on(device: torch.device, tensors: Sequence[torch.Tensor]) -> int:
+    """Return the allocator bytes of the distinct storages among ``tensors`` on ``device``."""
+    from trainers.cost_vram import round_allocation
+
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if t.device == device:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = round_allocation(storage.nbytes())
+    return sum(seen.values())
+
+
+def _reset_peak(device: torch.device) -> int:
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    return int(torch.cuda.memory_allocated(device))
+
+
+def measure_train_vram(
+    model: nn.Module,
+    batch_shape: tuple[int, int, int, int],
+    n_classes: int,
+    task: Task = "single_label",
+    optimizer: Optimizer = "adamw",
+    amp: bool = False,
+    steps: int = 5,
+    warmup_steps: int = 3,
+    device: str | torch.device = "cuda",
+) -> VramMeasurement:
+    """Return the peak training VRAM of ``model`` measured on CUDA with DESIGN.md's protocol.
+
+    ``warmup_steps`` full steps at the exact shape (cuDNN/cuBLAS selection), then
+    ``gc.collect(); synchronize(); empty_cache(); reset_peak_memory_stats()``, then ``steps``
+    timed full steps (zero_grad(set_to_none) → forward → loss → backward → step, autocast and a
+    GradScaler when ``amp``). Moves ``model`` to the device and leaves it there.
+
+    Raises:
+        CostError: no CUDA device, or a bad task/optimizer.
+    """
+    dev = _require_cuda(device)
+    compute_loss = loss_fn(task)
+    outside_b = int(torch.cuda.memory_allocated(dev)) - _bytes_on(
+        dev, [*model.parameters(), *model.buffers()]
+    )
+    model.to(dev).train()
+    x = torch.randn(batch_shape, device=dev)
+    y = make_targets(task, batch_shape[0], n_classes, dev)
+    opt = make_optimizer(model.parameters(), optimizer)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", enabled=amp):
+            loss = compute_loss(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    for _ in range(warmup_steps):
+        step()
+    opt.zero_grad(set_to_none=True)  # start like the anchor: optimizer state, no gradients
+    base_b = _reset_peak(dev)
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize(dev)
+    peak_b = int(torch.cuda.max_memory_allocated(dev))
+    return VramMeasurement(
+        vram_mb=(peak_b - outside_b) / MIB,
+        above_base_mb=(peak_b - base_b) / MIB,
+        reserved_mb=int(torch.cuda.max_memory_reserved(dev)) / MIB,
+        batch_size=batch_shape[0],
+        steps=steps,
+        cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+        device_name=torch.cuda.get_device_name(dev),
+    )
+
+
+def measure_infer_vram(
+    model: nn.Module,
+    input_shape: tuple[int, int, int, int],
+    device: str | torch.device = "cuda",
+    repeats: int = 3,
+    warmup: int = 2,
+) -> VramMeasurement:
+    """Return the peak inference VRAM (eval, no_grad) of ``model`` at ``input_shape`` on CUDA.
+
+    Warmed up at the exact shape first, so a ``cudnn.benchmark`` algorithm search (which tries
+    large workspaces) does not count. Moves ``model`` to the device and leaves it there.
+
+    Raises:
+        CostError: no CUDA device.
+    """
+    dev = _require_cuda(device)
+    outside_b = int(torch.cuda.memory_allocated(dev)) - _bytes_on(
+        dev, [*model.parameters(), *model.buffers()]
+    )
+    model.to(dev).eval()
+    x = torch.randn(input_shape, device=dev)
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x)
+        base_b = _reset_peak(dev)
+        for _ in range(repeats):
+            model(x)
+    torch.cuda.synchronize(dev)
+    peak_b = int(torch.cuda.max_memory_allocated(dev))
+    return VramMeasurement(
+        vram_mb=(peak_b - outside_b) / MIB,
+        above_base_mb=(peak_b - base_b) / MIB,
+        reserved_mb=int(torch.cuda.max_memory_reserved(dev)) / MIB,
+        batch_size=input_shape[0],
+        steps=repeats,
+        cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+        device_name=torch.cuda.get_device_name(dev),
+    )
+
+
+# -- latency ----------------------------------------------------------------------------------
+
+
+def measure_latency_ms(
+    model: nn.Module,
+    input_shape: tuple[int, int, int, int],
+    device: str | torch.device = "cpu",
+    repeats: int = 20,
+    warmup: int = 3,
+) -> float:
+    """Return the median forward time (ms) of ``model`` in eval mode on ``device``.
+
+    ``warmup`` untimed runs at the exact shape first; CUDA runs are synchronised around each
+    timed run. Moves ``model`` to ``device`` and leaves it there.
+
+    Raises:
+        CostError: ``repeats`` < 1, or a CUDA device without CUDA.
+    """
+    if repeats < 1:
+        raise CostError(f"latency repeats must be >= 1, got {repeats}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CostError(f"latency on {str(device)!r}: CUDA is not available")
+    model.to(dev).eval()
+    x = torch.randn(input_shape, device=dev)
+    times_s: list[float] = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            start = time.perf_counter()
+            model(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i >= warmup:
+                times_s.append(time.perf_counter() - start)
+    return statistics.median(times_s) * 1e3
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Every cost of one spec at one input: params, GFLOPs, VRAM (measured or estimated), latency.
+
+    ``train_vram_mb``/``infer_vram_mb`` (batch 1) are MiB; ``vram_source`` is ``measured``
+    (CUDA) or ``estimated`` (``trainers.cost_vram``); ``latency_ms`` is the batch-1 forward
+    median on ``device`` (None when not measured).
+    """
+
+    params: int
+    gflops: float
+    train_vram_mb: float
+    infer_vram_mb: float
+    vram_source: str
+    latency_ms: float | None
+    skipped_ops: dict[str, int]
+    flops_by_operator: dict[str, int]
+    vram_breakdown: dict[str, float]
+    n_mels: int
+    n_frames: int
+    n_classes: int
+    batch_size: int
+    optimizer: str
+    task: str
+    device: str
+    vram_method: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+
+def cost_report(
+    spec: ArchSpec,
+    n_mels: int,
+    n_frames: int,
+    n_classes: int,
+    batch_size: int = 64,
+    optimizer: Optimizer = "adamw",
+    device: str = "cpu",
+    task: Task = "single_label",
+    latency_repeats: int = 10,
+) -> CostReport:
+    """Return the cost report of ``spec``; VRAM is measured on CUDA devices, else estimated.
+
+    ``latency_repeats=0`` skips the latency measurement (``latency_ms`` is then None).
+
+    Raises:
+        SpecError: the spec does not fit the input.
+        CostError: bad batch size/optimizer/task, or a CUDA device without CUDA.
+    """
+    model = build_model(spec, n_mels, n_frames, n_classes)
+    params = count_params(model)
+    flops = count_flops(model, n_mels, n_frames)
+    dev = torch.device(device)
+    extra: dict[str, Any] = {}
+    if dev.type == "cuda":
+        _require_cuda(dev)
+        train = measure_train_vram(
+            build_model(spec, n_mels, n_frames, n_classes),
+            (batch_size, 1, n_mels, n_frames),
+            n_classes,
+            task=task,
+            optimizer=optimizer,
+            device=dev,
+        )
+        infer = measure_infer_vram(model, (1, 1, n_mels, n_frames), device=dev)
+        train_mb, infer_mb, source = train.vram_mb, infer.vram_mb, "measured"
+        breakdown: dict[str, float] = {}
+        method = (
+            f"CUDA {train.device_name}: max_memory_allocated over {train.steps} steps after "
+            f"warm-up, cudnn.benchmark={train.cudnn_benchmark}"
+        )
+        extra = {"train": dataclasses.asdict(train), "infer": dataclasses.asdict(infer)}
+    else:
+        estimate = estimate_train_vram(
+            spec, n_mels, n_frames, n_classes, batch_size, optimizer, task=task
+        )
+        train_mb, source = estimate.train_vram_mb, "estimated"
+        infer_mb = estimate_infer_vram(spec, n_mels, n_frames, n_classes)
+        breakdown, method = estimate.breakdown, estimate.method
+        extra = {"above_weights_and_batch_mb": estimate.above_weights_and_batch_mb}
+    latency = (
+        measure_latency_ms(model, (1, 1, n_mels, n_frames), dev, repeats=latency_repeats)
+        if latency_repeats > 0
+        else None
+    )
+    return CostReport(
+        params=params,
+        gflops=flops.gflops,
+        train_vram_mb=train_mb,
+        infer_vram_mb=infer_mb,
+        vram_source=source,
+        latency_ms=latency,
+        skipped_ops=flops.skipped_ops,
+        flops_by_operator=flops.by_operator,
+        vram_breakdown=breakdown,
+        n_mels=n_mels,
+        n_frames=n_frames,
+        n_classes=n_classes,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        task=task,
+        device=str(dev),
+        vram_method=method,
+        extra=extra,
+    )

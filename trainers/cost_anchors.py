@@ -1,0 +1,90 @@
+"""Measured VRAM reference points (DESIGN.md, "Measured anchor" and "Literature presets").
+
+One place for these facts: the VRAM estimator's test and ``benchmarks/vram_estimator.py``
+compare against them. Every figure is the anchor protocol's *peak minus base*:
+``max_memory_allocated`` over full Adam steps minus the allocation just before them, when the
+weights and the data (the batch is a slice of it) were already on the GPU; so it holds
+gradients, Adam state, activations and workspace, and it compares with
+``VramEstimate.above_weights_and_batch_mb``. Measured on an H200 (torch 2.11, cudnn.benchmark
+off), in MiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from search_spaces import ArchSpec, Branch, ConvBlock, Head
+
+
+@dataclass(frozen=True)
+class VramAnchor:
+    """One measured network: its spec, input, task and measured peak-minus-base (MiB)."""
+
+    name: str
+    spec: ArchSpec
+    n_mels: int
+    n_frames: int
+    n_classes: int
+    batch_size: int
+    task: str
+    measured_above_base_mb: float
+    params: int | None = None  # the anchor network's count where it is stated exactly
+
+
+def _vgg(depth: int, channels: int) -> ArchSpec:
+    # anchor_gpu.py VGG: [3×3 conv pad 1 → BN → ReLU → 2×2 max-pool] × depth, global max, dense
+    return ArchSpec(
+        name=f"vgg{depth}_c{channels}",
+        input_norm="none",
+        body=tuple(ConvBlock(3, 3, channels, pool=(2, 2)) for _ in range(depth)),
+        head=Head(freq_reduce="max", time_pooling="max"),
+    )
+
+
+def _vertical(shapes: list[tuple[int | str, int]], channels: int, name: str) -> ArchSpec:
+    # anchor_gpu.py Vertical: per shape conv (freq valid, time pad w//2) → BN → ReLU → max over
+    # frequency; concatenated; max over time; dense
+    return ArchSpec(
+        name=name,
+        input_norm="none",
+        frontend=tuple(Branch(h, w, channels, freq_reduce="max") for h, w in shapes),
+        head=Head(freq_reduce="none", time_pooling="max"),
+    )
+
+
+def anchor_networks() -> list[VramAnchor]:
+    """Return the five FSDD anchors of DESIGN.md (batch 64, 64 × 101, Adam, 10 classes)."""
+    rows: list[tuple[ArchSpec, float]] = [
+        (_vgg(5, 128), 815),
+        (_vgg(3, 64), 406),
+        (_vertical([("0.9M", 1)], 128, "vertical_0.9M_x1_c128"), 120),
+        (_vertical([("0.9M", 7)], 128, "vertical_0.9M_x7_c128"), 120),
+        (
+            _vertical(
+                [("0.4M", 7), ("0.7M", 7), (1, 33), (1, 65), (1, 129)], 64, "musicnn_like_front"
+            ),
+            1050,
+        ),
+    ]
+    return [VramAnchor(spec.name, spec, 64, 101, 10, 64, "single_label", mb) for spec, mb in rows]
+
+
+def preset_anchors() -> list[VramAnchor]:
+    """Return the three literature presets measured in DESIGN.md (batch 32, 96 × 187, BCE)."""
+    from search_spaces.presets import get_preset
+
+    measured = {"pons_vgg": 1076.0, "pons_timbre": 304.0, "musicnn": 1797.0}
+    return [
+        VramAnchor(
+            name,
+            get_preset(name).spec,
+            96,
+            187,
+            50,
+            32,
+            "multi_label",
+            mb,
+            params=get_preset(name).reference_params,
+        )
+        for name, mb in measured.items()
+    ]

@@ -1,0 +1,100 @@
+"""Train/valid/test splits: the layout's official split, else seeded, stratified, group-aware.
+
+Stratification key of a clip: its label (single-label) or its rarest label (multi-label). With
+groups (speaker, instrument, fold), whole groups are assigned, so no group leaks across splits.
+Assignment is greedy on a seeded shuffle: each unit goes to the split furthest below its target
+share of the stratum, which hits the ratios as closely as whole units allow.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from trainers.errors import DataError
+from trainers.sources import SPLIT_NAMES, Clip, Source
+
+
+def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """Return ``ratios`` (train, valid, test) normalised to sum to 1.
+
+    Raises:
+        DataError: not three non-negative numbers, or the train share is zero.
+    """
+    values = tuple(float(r) for r in ratios)
+    if len(values) != 3 or any(not np.isfinite(r) or r < 0 for r in values) or values[0] <= 0:
+        raise DataError(
+            f"split ratios must be three non-negative numbers (train, valid, test) with train > 0, "
+            f"got {tuple(ratios)!r}"
+        )
+    total = sum(values)
+    return values[0] / total, values[1] / total, values[2] / total
+
+
+def _strata_keys(clips: Sequence[Clip]) -> list[str]:
+    counts = Counter(label for c in clips for label in c.labels)
+    return [min(c.labels, key=lambda lab: (counts[lab], lab)) if c.labels else "" for c in clips]
+
+
+def stratified_split(
+    clips: Sequence[Clip],
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    use_groups: bool = True,
+) -> list[str]:
+    """Return a split name per clip: seeded, stratified by label, whole groups kept together.
+
+    Raises:
+        DataError: the ratios are invalid (see ``check_ratios``).
+    """
+    shares = check_ratios(ratios)
+    keys = _strata_keys(clips)
+    # a unit is a group (when groups are used and set) or a single clip
+    units: dict[str, list[int]] = defaultdict(list)
+    for i, clip in enumerate(clips):
+        unit = f"g:{clip.group}" if use_groups and clip.group is not None else f"c:{i}"
+        units[unit].append(i)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for unit, members in units.items():
+        majority = Counter(keys[i] for i in members).most_common(1)[0][0]
+        strata[majority].append(unit)
+    rng = np.random.default_rng(seed)
+    assigned: list[str] = [""] * len(clips)
+    for stratum in sorted(strata):
+        unit_names = sorted(strata[stratum])
+        order = rng.permutation(len(unit_names))
+        total = sum(len(units[u]) for u in unit_names)
+        filled = [0.0, 0.0, 0.0]
+        for position in order:
+            members = units[unit_names[position]]
+            deficits = [shares[s] * total - filled[s] for s in range(3)]
+            chosen = int(np.argmax(deficits))
+            filled[chosen] += len(members)
+            for i in members:
+                assigned[i] = SPLIT_NAMES[chosen]
+    return assigned
+
+
+def assign_splits(
+    source: Source, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> list[str]:
+    """Return a split name per clip of ``source``: official if it has one, else drawn.
+
+    The official split is kept as is; where it has no validation part (FSDD, a manifest without
+    ``valid`` rows), valid is carved from train with the share ``valid / (train + valid)`` of
+    ``ratios``, seeded and stratified.
+    """
+    shares = check_ratios(ratios)
+    if not source.official_split:
+        return stratified_split(source.clips, shares, seed)
+    splits = [c.split or "train" for c in source.clips]
+    if source.carve_valid and shares[1] > 0:
+        train_idx = [i for i, s in enumerate(splits) if s == "train"]
+        carved = stratified_split(
+            [source.clips[i] for i in train_idx], (shares[0], shares[1], 0.0), seed
+        )
+        for i, split in zip(train_idx, carved):
+            splits[i] = split
+    return splits
