@@ -49,6 +49,8 @@ TAG_SPEC_SUMMARY = "spec_summary"
 # went down half-way) is completed on the next attempt instead of being trusted.
 TAG_LOGGED = "fsnas.logged"
 _PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # MLflow's own key: makes the UI show a tree
+# MLflow 3's UI opens experiments in its GenAI view unless told they hold model training.
+_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 # MLflow's limits (mlflow.utils.validation) on one log_batch call and on one value.
 _MAX_PARAMS_TAGS_PER_BATCH = 100
@@ -555,7 +557,7 @@ class StudyTracker:
                     TAG_STUDY: self.study_name,
                     TAG_ROLE: "trial",
                     TAG_KIND: self.kind,
-                    TAG_TRIAL_NUMBER: str(record.number),
+                    **tags,
                 },
             )
             run_id = run.info.run_id
@@ -563,8 +565,9 @@ class StudyTracker:
             existing_params: Mapping[str, str] = {}
         else:  # created before but not completed: fill in what is missing
             existing_params = self._client.get_run(run_id).data.params
-        write_run_contents(self._client, run_id, record, existing_params)
-        self._client.log_batch(run_id, tags=_run_tags({**tags, TAG_LOGGED: "true"}))
+        write_run_contents(
+            self._client, run_id, record, existing_params, {**tags, TAG_LOGGED: "true"}
+        )
         self._client.set_terminated(run_id, status=_RUN_STATUS.get(record.status, "FAILED"))
         self._child_tags[record.number] = {**tags, TAG_LOGGED: "true"}
 
@@ -597,6 +600,7 @@ class StudyTracker:
                 self._client.create_experiment(
                     self.study_name,
                     artifact_location=artifact_location(self.tracking_uri, self.study_name),
+                    tags=_EXPERIMENT_TAGS,
                 )
             )
         if experiment.lifecycle_stage == "deleted":
@@ -674,11 +678,11 @@ def _run_tags(tags: Mapping[str, str]) -> list[Any]:
     return [RunTag(_key(k), str(v)[:_MAX_TAG_VALUE_CHARS]) for k, v in tags.items()]
 
 
-def _log_params(
-    client: Any, run_id: str, params: Mapping[str, str], existing: Mapping[str, str]
-) -> None:
-    """Log params not yet on the run; a changed value (a resumed study with another config) is
-    recorded as a ``param_changed.<key>`` tag because MLflow params cannot be overwritten."""
+def _param_entities(
+    params: Mapping[str, str], existing: Mapping[str, str]
+) -> tuple[list[Any], dict[str, str]]:
+    """Return the params not yet on a run, and ``param_changed.<key>`` tags for changed ones
+    (a resumed study with another config: MLflow params cannot be overwritten)."""
     from mlflow.entities import Param
 
     new = []
@@ -689,22 +693,53 @@ def _log_params(
             new.append(Param(k, v))
         elif existing[k] != v:
             changed[f"param_changed.{k}"] = v
-    for chunk in _chunks(new, _MAX_PARAMS_TAGS_PER_BATCH):
-        client.log_batch(run_id, params=chunk)
-    for tag_chunk in _chunks(_run_tags(changed), _MAX_PARAMS_TAGS_PER_BATCH):
-        client.log_batch(run_id, tags=tag_chunk)
+    return new, changed
+
+
+def _log_params(
+    client: Any, run_id: str, params: Mapping[str, str], existing: Mapping[str, str]
+) -> None:
+    new, changed = _param_entities(params, existing)
+    _log_batches(client, run_id, new, [], _run_tags(changed))
 
 
 def write_run_contents(
-    client: Any, run_id: str, record: TrialRecord, existing_params: Mapping[str, str]
+    client: Any,
+    run_id: str,
+    record: TrialRecord,
+    existing_params: Mapping[str, str],
+    tags: Mapping[str, str],
 ) -> None:
-    """Log a trial's params, metrics and ``spec.json`` into an existing run."""
-    _log_params(client, run_id, trial_params(record), existing_params)
-    metrics = trial_metrics(record, int(time.time() * 1000))
-    for chunk in _chunks(metrics, _MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=chunk)
+    """Log a trial's ``spec.json``, then its params, metrics and ``tags`` in as few calls as
+    MLflow's batch limits allow (one for a typical trial); ``tags`` land in the last call."""
     if record.spec:
         client.log_dict(run_id, record.spec, "spec.json")
+    params, changed = _param_entities(trial_params(record), existing_params)
+    metrics = trial_metrics(record, int(time.time() * 1000))
+    _log_batches(client, run_id, params, metrics, _run_tags({**changed, **tags}))
+
+
+def _log_batches(
+    client: Any, run_id: str, params: Sequence[Any], metrics: Sequence[Any], tags: Sequence[Any]
+) -> None:
+    # each call: <= 100 params, <= 100 tags, <= 1000 entities in all
+    metrics_per_call = _MAX_METRICS_PER_BATCH - 2 * _MAX_PARAMS_TAGS_PER_BATCH
+    calls = max(
+        1,
+        math.ceil(len(params) / _MAX_PARAMS_TAGS_PER_BATCH),
+        math.ceil(len(metrics) / metrics_per_call),
+        math.ceil(len(tags) / _MAX_PARAMS_TAGS_PER_BATCH),
+    )
+    p, m, t = _MAX_PARAMS_TAGS_PER_BATCH, metrics_per_call, _MAX_PARAMS_TAGS_PER_BATCH
+    for i in range(calls):
+        # tags fill the last calls, so a marker tag arrives only with the data before it
+        j = i - (calls - math.ceil(len(tags) / t)) if tags else -1
+        client.log_batch(
+            run_id,
+            params=params[i * p : (i + 1) * p],
+            metrics=metrics[i * m : (i + 1) * m],
+            tags=tags[j * t : (j + 1) * t] if j >= 0 else [],
+        )
 
 
 def log_single_run(
@@ -733,6 +768,7 @@ def log_single_run(
                 client.create_experiment(
                     experiment_name,
                     artifact_location=artifact_location(tracking_uri, experiment_name),
+                    tags=_EXPERIMENT_TAGS,
                 )
             )
             if experiment is None
@@ -754,13 +790,10 @@ def log_single_run(
         run_id = str(run.info.run_id)
         params = flatten(config or {}, "config.")
         params.update(trial_params(record))
-        _log_params(client, run_id, params, {})
-        for chunk in _chunks(
-            trial_metrics(record, int(time.time() * 1000)), _MAX_METRICS_PER_BATCH
-        ):
-            client.log_batch(run_id, metrics=chunk)
         if record.spec:
             client.log_dict(run_id, record.spec, "spec.json")
+        new_params, _ = _param_entities(params, {})
+        _log_batches(client, run_id, new_params, trial_metrics(record, int(time.time() * 1000)), [])
         for path in artifacts:
             client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, status=_RUN_STATUS.get(record.status, "FAILED"))

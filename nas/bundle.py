@@ -28,7 +28,7 @@ from trainers.features import waveform_to_features
 from search_spaces.build import build_model
 from search_spaces.errors import FsnasError
 from search_spaces.spec import ArchSpec
-from trainers.audio import read_audio, resample
+from trainers.audio import read_audio
 from trainers.featureset import FeatureConfig, Task
 
 SPEC_FILE: Final = "spec.json"
@@ -97,6 +97,15 @@ def features_document(config: FeatureConfig, n_frames: int) -> dict[str, Any]:
             "crop": f"{config.crop} crop when longer",
             "pad": "zeros at the end when shorter",
         },
+        "log_mel": {
+            "spectrogram": "torchaudio.transforms.MelSpectrogram defaults (power 2, centred "
+            "reflect-padded STFT, Hann window, HTK mel scale, no mel norm) with the fields above",
+            "compression": (
+                f"log1p({config.log_gain:g} * mel)"
+                if config.log_gain is not None
+                else f"log(mel + {config.log_offset:g})"
+            ),
+        },
         "transform": "trainers.features.waveform_to_features(waveform, sample_rate_hz, cfg)",
     }
 
@@ -109,8 +118,9 @@ def labels_document(labels: list[str], task: Task) -> dict[str, Any]:
 class WaveformFeatures(nn.Module):
     """Turns one clip's waveform at any sample rate into the model input (1, 1, n_mels, n_frames).
 
-    Mono downmix (mean of channels), resampling to the bundle's rate, and the one feature
-    transform of fsnas (``waveform_to_features``), which fixes the length and computes the log-mel.
+    A thin wrapper that stores the bundle's FeatureConfig and calls the one feature transform
+    of fsnas (``waveform_to_features``: mono downmix, resampling, crop/pad, log-mel), the same
+    function that built the training features.
     """
 
     def __init__(self, config: FeatureConfig) -> None:
@@ -120,15 +130,11 @@ class WaveformFeatures(nn.Module):
     def forward(self, waveform: torch.Tensor | np.ndarray, sample_rate_hz: int) -> torch.Tensor:
         """Return the (1, 1, n_mels, n_frames) log-mel of a (time,) or (channels, time) clip."""
         x = torch.as_tensor(waveform, dtype=torch.float32)
-        if x.ndim == 2:
-            x = x.mean(dim=0)
-        if x.ndim != 1:
+        if x.ndim not in (1, 2):
             raise BundleError(
                 f"waveform: expected shape (time,) or (channels, time), got {tuple(x.shape)}"
             )
-        x = resample(x, int(sample_rate_hz), self.config.sample_rate_hz)
-        features = waveform_to_features(x, self.config.sample_rate_hz, self.config)
-        return features.reshape(1, 1, features.shape[-2], features.shape[-1]).float()
+        return waveform_to_features(x, int(sample_rate_hz), self.config).float()
 
 
 @dataclass

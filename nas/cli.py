@@ -10,7 +10,19 @@ from collections.abc import Sequence
 from search_spaces.errors import FsnasError
 
 # Each module defines register(subparsers) which adds its parser and sets ``func``.
-COMMAND_MODULES: tuple[str, ...] = ("export", "predict", "presets", "cost")
+COMMAND_MODULES: tuple[str, ...] = (
+    "export",
+    "predict",
+    "presets",
+    "cost",
+    "ui",
+    "search",
+    "pareto",
+    "demo",
+    "train",
+    "ablate",
+    "data",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

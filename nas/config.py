@@ -348,6 +348,13 @@ def _check_values(c: StudyConfig, where: str) -> None:
         raise bad("storage", c.storage, "must be a SQLAlchemy URL such as sqlite:///study.db")
     if not c.data.source or c.data.source.startswith(":"):
         raise bad("data.source", c.data.source, "must be KIND or KIND:PATH")
+    from search_spaces.errors import SpecError
+    from search_spaces.space import SearchSpace
+
+    try:
+        SearchSpace.from_dict(c.space)
+    except SpecError as exc:
+        raise ConfigError(f"{where}: space: {exc}") from None
 
 
 def parse_gpus_per_trial(value: str, where: str = "config") -> float | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import io
 import json
 import math
 import os
@@ -108,7 +107,7 @@ class ExportResult:
 
 
 # -- checks -----------------------------------------------------------------------------------
-def verify_onnx(onnx_bytes: bytes, model: torch.nn.Module, example: torch.Tensor) -> float:
+def verify_onnx(onnx_path: Path, model: torch.nn.Module, example: torch.Tensor) -> float:
     """Return max |ONNX - torch| of the logits on ``example`` (run with onnxruntime on the CPU).
 
     Raises:
@@ -117,7 +116,7 @@ def verify_onnx(onnx_bytes: bytes, model: torch.nn.Module, example: torch.Tensor
     import onnxruntime as ort
 
     try:
-        session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         (onnx_out,) = session.run(
             [ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: example.cpu().numpy().astype(np.float32)}
         )
@@ -134,22 +133,20 @@ def verify_onnx(onnx_bytes: bytes, model: torch.nn.Module, example: torch.Tensor
     return float(np.max(np.abs(onnx_out - torch_out))) if torch_out.size else 0.0
 
 
-def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor) -> bytes:
-    """Return the model as ONNX (TorchScript exporter, default opset, dynamic batch)."""
-    buffer = io.BytesIO()
+def write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """Write the model as ONNX (TorchScript exporter, default opset, dynamic batch) to ``path``."""
     with warnings.catch_warnings():
         # constant-folding notes about asymmetric "same" padding slices are harmless here
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
             (example,),
-            buffer,
+            str(path),
             dynamo=False,
             input_names=[ONNX_INPUT_NAME],
             output_names=[ONNX_OUTPUT_NAME],
             dynamic_axes={ONNX_INPUT_NAME: {0: "batch"}, ONNX_OUTPUT_NAME: {0: "batch"}},
         )
-    return buffer.getvalue()
 
 
 def _example_input(
@@ -163,18 +160,25 @@ def _example_input(
 
 
 # -- the model card ---------------------------------------------------------------------------
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """Return how the model card writes a number: 4 decimals, 3 significant digits below 0.01."""
     if value is None:
         return "n/a"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0.0 and abs(value) < 0.01:
+            return f"{value:.3g}"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _or_na(value: Any) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def render_model_card(
@@ -190,6 +194,7 @@ def render_model_card(
     provenance: Provenance,
     onnx_max_abs_diff: float,
     sha256: Mapping[str, str],
+    split_sizes: Mapping[str, int] | None = None,
 ) -> str:
     """Return ``model_card.md``: data, test metrics, costs, device and provenance of the model."""
     lines = [
@@ -205,14 +210,21 @@ def render_model_card(
         f"{feature_config.sample_rate_hz} Hz, {feature_config.clip_seconds:g} s clips "
         f"(n_fft {feature_config.n_fft}, hop {feature_config.hop_length}); "
         f"waveform policy in `{FEATURES_FILE}`",
+    ]
+    if split_sizes:
+        sizes = ", ".join(f"{name} {count:,}" for name, count in split_sizes.items())
+        lines.append(f"- clips per split: {sizes}")
+    lines += [
         "",
         "## Metrics of the exported weights",
+        "",
+        "test_* on the test split, val_* on the validation split (see Provenance for how).",
         "",
         "| metric | value |",
         "|---|---|",
     ]
     for name in sorted(metrics):
-        lines.append(f"| {name} | {_fmt(metrics[name])} |")
+        lines.append(f"| {name} | {format_value(metrics[name])} |")
     lines += [
         "",
         "## Costs",
@@ -230,17 +242,17 @@ def render_model_card(
         "device",
     ):
         if name in costs:
-            lines.append(f"| {name} | {_fmt(costs[name])} |")
+            lines.append(f"| {name} | {format_value(costs[name])} |")
     for name in sorted(set(costs) - {"params", "gflops", "train_vram_mb", "infer_vram_mb"}):
         if name not in ("vram_source", "latency_ms", "device"):
-            lines.append(f"| {name} | {_fmt(costs[name])} |")
+            lines.append(f"| {name} | {format_value(costs[name])} |")
     lines += [
         "",
         "## Provenance",
         "",
         f"- study: {provenance.study or 'n/a'}",
-        f"- trial: {_fmt(provenance.trial_number)}",
-        f"- seed: {_fmt(provenance.seed)}",
+        f"- trial: {_or_na(provenance.trial_number)}",
+        f"- seed: {_or_na(provenance.seed)}",
         f"- selection rule: {provenance.selection_rule or 'n/a'}",
         f"- weights: {provenance.weights_source or 'n/a'}",
     ]
@@ -300,6 +312,7 @@ def export_bundle(
     costs: Mapping[str, Any] | None = None,
     provenance: Provenance | None = None,
     examples: np.ndarray | torch.Tensor | None = None,
+    split_sizes: Mapping[str, int] | None = None,
 ) -> ExportResult:
     """Return what was written after exporting ``spec`` with ``state_dict`` as a bundle.
 
@@ -314,6 +327,7 @@ def export_bundle(
         costs: params, gflops, train_vram_mb, infer_vram_mb, vram_source, latency_ms, device.
         provenance: study, trial, seed, selection rule, how the weights were obtained.
         examples: a few real model inputs (N, 1, n_mels, n_frames) for the ONNX check.
+        split_sizes: clips per split of the data, for the model card.
 
     Raises:
         ExportError: the weights do not fit the spec, or ONNX differs from torch by more
@@ -333,22 +347,20 @@ def export_bundle(
         ) from None
     model.eval()
     example = _example_input(n_mels, n_frames, examples)
-    onnx_bytes = _onnx_bytes(model, example)
-    onnx_diff = verify_onnx(onnx_bytes, model, example)
-    if not onnx_diff <= ONNX_TOLERANCE:
-        raise ExportError(
-            f"{out_dir / ONNX_FILE}: onnxruntime output differs from torch by {onnx_diff:.3g} "
-            f"> tolerance {ONNX_TOLERANCE:g}"
-        )
-
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        write_onnx(model, example, staging / ONNX_FILE)
+        onnx_diff = verify_onnx(staging / ONNX_FILE, model, example)
+        if not onnx_diff <= ONNX_TOLERANCE:
+            raise ExportError(
+                f"{out_dir / ONNX_FILE}: onnxruntime output differs from torch by "
+                f"{onnx_diff:.3g} > tolerance {ONNX_TOLERANCE:g}"
+            )
         spec_text = spec.to_json()
         (staging / SPEC_FILE).write_text(spec_text + "\n", encoding="utf-8")
         _write_json(staging / FEATURES_FILE, features_document(feature_config, n_frames))
         _write_json(staging / LABELS_FILE, labels_document(labels, task))
-        (staging / ONNX_FILE).write_bytes(onnx_bytes)
         sha256 = {name: sha256_file(staging / name) for name in HASHED_FILES}
         metadata = {
             "format": BUNDLE_FORMAT,
@@ -375,6 +387,7 @@ def export_bundle(
             provenance=provenance,
             onnx_max_abs_diff=onnx_diff,
             sha256=sha256,
+            split_sizes=split_sizes,
         )
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
         _install(staging, out_dir)
@@ -446,7 +459,7 @@ def select_trial(study: str, rule: str, storage: str | None = None) -> StudySele
     try:
         loaded = optuna.load_study(study_name=study, storage=rdb)
     except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(rdb))
+        names = sorted(optuna.get_all_study_names(rdb))
         raise ExportError(
             f"study {study!r} not found in {url}; studies there: {names or 'none'}"
         ) from None
@@ -638,7 +651,7 @@ def export_from_study(
         trial_number=record.number,
         seed=train_config.seed,
         selection_rule=rule,
-        data_source=config.data.source,
+        data_source=features.source or config.data.source,
         storage=selection.storage,
     )
     if record.status != "complete":
@@ -702,12 +715,17 @@ def export_from_study(
         **train_metrics,
         **test_metrics(model, features.test, features.task, train_config.batch_size),
     }
-    for key, value in record.metrics.items():
-        if key.startswith("test_") and key in metrics and value != metrics[key]:
-            provenance.notes.append(
-                f"the search recorded {key} = {value:.4f} for this trial; the exported weights "
-                f"give {metrics[key]:.4f}"
-            )
+    recorded = {k: v for k, v in record.metrics.items() if k.startswith("test_") and k in metrics}
+    differing = {k: v for k, v in recorded.items() if v != metrics[k]}
+    for key, value in differing.items():
+        provenance.notes.append(
+            f"the search recorded {key} = {value:.4f} for this trial; the exported weights "
+            f"give {metrics[key]:.4f}"
+        )
+    if recorded and not differing:
+        provenance.notes.append(
+            "the test metrics above equal those the search recorded for this trial"
+        )
     outcome = export_bundle(
         spec,
         state,
@@ -720,6 +738,11 @@ def export_from_study(
         costs=costs,
         provenance=provenance,
         examples=features.test.x[:_ONNX_CHECK_BATCH],
+        split_sizes={
+            "train": len(features.train),
+            "valid": len(features.valid),
+            "test": len(features.test),
+        },
     )
     reloaded = load_exported(outcome.directory)
     again = test_metrics(reloaded.model, features.test, features.task, train_config.batch_size)

@@ -122,6 +122,11 @@ class TrialLedger:
         self.pruned: dict[str, str] = {}  # Tune trial id -> why the scheduler stopped it
         self.trials: dict[str, Any] = {}  # Tune trial id -> ray.tune Trial (for error text)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its config (search algorithm, callbacks) for Tuner.restore, which fsnas
+        # never uses; the driver's callbacks and output streams cannot be pickled.
+        return {"on_record": None, "configs": {}, "pruned": {}, "trials": {}}
+
     def error_text(self, trial_id: str) -> str:
         """Return the last line of a crashed trial's error, or a generic reason."""
         trial = self.trials.get(trial_id)
@@ -301,6 +306,9 @@ class _ProgressCallback(tune.Callback):
         self._ledger = ledger
         self._progress = progress
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # see TrialLedger.__getstate__
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ledger.trials[trial.trial_id] = trial
         self._update(trials)
@@ -310,7 +318,9 @@ class _ProgressCallback(tune.Callback):
 
     def _update(self, trials: list[Any]) -> None:
         running = sum(1 for t in trials if t.status == "RUNNING")
-        import sys; print("DBG", [t.status for t in trials], ray.available_resources(), file=sys.stderr)
+        import sys
+
+        print("DBG", [t.status for t in trials], ray.available_resources(), file=sys.stderr)
         if running != self._progress.running:
             self._progress.running = running
 

@@ -64,12 +64,10 @@ def estimate_train_vram_mb(spec: ArchSpec, data: FeatureSet, config: TrainConfig
 
     The estimate models float32 training (an upper bound under AMP, which it cannot trace).
     """
+    from trainers import cost
+
     try:
-        from trainers import cost_vram
-    except ImportError:
-        return None
-    try:
-        estimate = cost_vram.estimate_train_vram(
+        estimate = cost.estimate_train_vram(
             spec,
             data.n_mels,
             data.n_frames,
@@ -505,7 +503,7 @@ def run_search(
             summary, _, _, _ = summarise(
                 config.study, progress.records, objectives, config.to_dict(), progress.hv_history
             )
-            tracker.refresh(progress.records, summary)
+            tracker.maybe_refresh(progress.records, summary)
 
     settings = TrialSettings(
         train_config=_trial_train_config(config),
@@ -619,3 +617,36 @@ def outcome_text(outcome: SearchOutcome) -> str:
     if outcome.knee is not None:
         lines.append(f"knee: trial {outcome.knee.number} ({outcome.knee.spec_summary})")
     return "\n".join(lines)
+
+
+def load_study(study_name: str, storage_url: str | None = None) -> SearchOutcome:
+    """Return the outcome of a stored study (records, front, hypervolume, knee) without Ray.
+
+    Raises:
+        SearchError: the storage has no study of that name (the message lists those it has).
+    """
+    import optuna
+
+    from nas.config import DEFAULT_STORAGE
+
+    url = storage_url or DEFAULT_STORAGE
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        raise SearchError(f"storage {url!r}: no such file (run `fsnas search` first)")
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if study_name not in names:
+        raise SearchError(f"storage {url!r}: no study {study_name!r}; it has {sorted(names)}")
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    labels = study.user_attrs.get("objective_labels") or []
+    objectives = [
+        Objective(name, d.name.lower(), labels[i] if i < len(labels) else "")  # type: ignore[arg-type]
+        for i, (name, d) in enumerate(zip(study.user_attrs.get("objectives", []), study.directions))
+    ]
+    if not objectives:
+        raise SearchError(f"study {study_name!r} in {url}: not an fsnas study (no objectives)")
+    records = load_records(study)
+    summary, front, hv, knee = summarise(
+        study_name, records, objectives, dict(study.user_attrs.get("config", {}))
+    )
+    return SearchOutcome(records=records, summary=summary, front=front, hypervolume=hv, knee=knee)

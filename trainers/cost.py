@@ -127,8 +127,10 @@ class VramMeasurement:
 
     ``vram_mb``: peak allocated minus what other tensors (a dataset cache, other trials) held,
     so it covers weights, gradients, optimizer state, the batch and everything a step creates.
-    ``above_base_mb``: peak minus the allocation just before the timed steps (the anchor
-    protocol's figure). ``reserved_mb``: the allocator's peak reserved memory (process-wide).
+    ``above_base_mb``: peak minus the allocation just before the timed steps, which for
+    training already holds weights, optimizer state and the batch (not gradients: the steps
+    start after ``zero_grad(set_to_none=True)``). ``reserved_mb``: the allocator's peak
+    reserved memory (process-wide).
     """
 
     vram_mb: float
@@ -315,7 +317,8 @@ def measure_latency_ms(
 class CostReport:
     """Every cost of one spec at one input: params, GFLOPs, VRAM (measured or estimated), latency.
 
-    ``train_vram_mb``/``infer_vram_mb`` (batch 1) are MiB; ``vram_source`` is ``measured``
+    ``train_vram_mb``, ``infer_vram_mb`` (batch 1) and ``infer_vram_batch_mb`` (inference at
+    the training batch size) are MiB; ``vram_source`` is ``measured``
     (CUDA) or ``estimated`` (``trainers.cost_vram``); ``latency_ms`` is the batch-1 forward
     median on ``device`` (None when not measured).
     """
@@ -324,6 +327,7 @@ class CostReport:
     gflops: float
     train_vram_mb: float
     infer_vram_mb: float
+    infer_vram_batch_mb: float
     vram_source: str
     latency_ms: float | None
     skipped_ops: dict[str, int]
@@ -379,19 +383,26 @@ def cost_report(
             device=dev,
         )
         infer = measure_infer_vram(model, (1, 1, n_mels, n_frames), device=dev)
+        infer_batch = measure_infer_vram(model, (batch_size, 1, n_mels, n_frames), device=dev)
         train_mb, infer_mb, source = train.vram_mb, infer.vram_mb, "measured"
+        infer_batch_mb = infer_batch.vram_mb
         breakdown: dict[str, float] = {}
         method = (
             f"CUDA {train.device_name}: max_memory_allocated over {train.steps} steps after "
             f"warm-up, cudnn.benchmark={train.cudnn_benchmark}"
         )
-        extra = {"train": dataclasses.asdict(train), "infer": dataclasses.asdict(infer)}
+        extra = {
+            "train": dataclasses.asdict(train),
+            "infer": dataclasses.asdict(infer),
+            "infer_batch": dataclasses.asdict(infer_batch),
+        }
     else:
         estimate = estimate_train_vram(
             spec, n_mels, n_frames, n_classes, batch_size, optimizer, task=task
         )
         train_mb, source = estimate.train_vram_mb, "estimated"
         infer_mb = estimate_infer_vram(spec, n_mels, n_frames, n_classes)
+        infer_batch_mb = estimate_infer_vram(spec, n_mels, n_frames, n_classes, batch_size)
         breakdown, method = estimate.breakdown, estimate.method
         extra = {"above_weights_and_batch_mb": estimate.above_weights_and_batch_mb}
     latency = (
@@ -404,6 +415,7 @@ def cost_report(
         gflops=flops.gflops,
         train_vram_mb=train_mb,
         infer_vram_mb=infer_mb,
+        infer_vram_batch_mb=infer_batch_mb,
         vram_source=source,
         latency_ms=latency,
         skipped_ops=flops.skipped_ops,

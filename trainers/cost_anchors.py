@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from search_spaces import ArchSpec, Branch, ConvBlock, Head
+from trainers.cost_vram import Task
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class VramAnchor:
     n_frames: int
     n_classes: int
     batch_size: int
-    task: str
+    task: Task
     measured_above_base_mb: float
     params: int | None = None  # the anchor network's count where it is stated exactly
 

@@ -28,6 +28,8 @@ class FeatureConfig:
     f_max_hz: float | None = None
     # log(mel + log_offset); a small offset keeps silence finite
     log_offset: float = 1e-6
+    # when set, log1p(log_gain * mel) instead (the FSDD anchor, anchor_gpu.py, uses 100)
+    log_gain: float | None = None
     # how a clip longer than clip_seconds is cut when features are cached
     # ("center" crop; "start" keeps the beginning); shorter clips are zero-padded at the end
     crop: Literal["center", "start"] = "center"
@@ -78,6 +80,15 @@ class FeatureSet:
     feature_config: FeatureConfig
     source: str = ""
     cache_key: str = ""
+    # what trainers.features.load_features adds: where the cache lives, what was left out
+    cache_path: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    # per clip in train, valid, test order: duration and sample rate of the decoded file
+    durations_s: np.ndarray | None = None
+    sample_rates_hz: np.ndarray | None = None
+    split_note: str = ""
+    from_cache: bool = False
+    seconds: float = 0.0
 
     @property
     def n_classes(self) -> int:

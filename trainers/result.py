@@ -55,7 +55,7 @@ class TrialResult:
 
     ``metrics`` holds final ``val_*`` and ``test_*`` values (``accuracy``/``macro_f1`` for
     single-label, ``roc_auc``/``pr_auc`` for multi-label). ``history`` has one dict per epoch
-    (``epoch``, ``train_loss``, ``val_<metric>``, ``lr``, ``seconds``).
+    (``epoch``, ``train_loss``, ``val_<metric>``, ``lr``, ``step_ms``, ``seconds``).
     """
 
     status: TrialStatus

@@ -414,7 +414,8 @@ def fit(
         train_config: optimiser, schedule, epochs, seed, ... (defaults: ``TrainConfig()``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` or a torch.device.
         report: called after every epoch with ``epoch``, ``train_loss``, ``val_loss``,
-            ``val_<metric>``, ``lr`` (at the epoch's start) and ``seconds`` (the epoch's);
+            ``val_<metric>``, ``lr`` (at the epoch's start), ``step_ms`` (mean training step,
+            batch gathering included) and ``seconds`` (the epoch's, validation included);
             raising ``StopTrial`` from it ends the trial with status ``pruned``.
 
     Returns:
@@ -568,7 +569,8 @@ def _run_trial(
                 result.extra["train_vram_reserved_mb"] = (
                     torch.cuda.max_memory_reserved(dev) - base_reserved
                 ) / _MIB
-            train_loss = float(loss_sum.item()) / max(seen, 1)
+            train_loss = float(loss_sum.item()) / max(seen, 1)  # synchronises the device
+            step_ms = (time.perf_counter() - epoch_started) / steps_per_epoch * 1e3
             if not math.isfinite(train_loss):
                 raise _Diverged(f"training loss is {train_loss} after epoch {epoch}")
             val = evaluate(
@@ -579,6 +581,7 @@ def _run_trial(
             row: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
             row.update({f"val_{k}": v for k, v in val.items()})
             row["lr"] = lr_now
+            row["step_ms"] = step_ms
             row["seconds"] = time.perf_counter() - epoch_started
             result.history.append(row)
             result.epochs_run = epoch

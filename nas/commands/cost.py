@@ -64,9 +64,17 @@ def read_spec(path: str) -> ArchSpec:
 
 
 def report_cost(
-    spec: ArchSpec, args: argparse.Namespace, n_mels: int, n_frames: int, n_classes: int
+    spec: ArchSpec,
+    args: argparse.Namespace,
+    n_mels: int,
+    n_frames: int,
+    n_classes: int,
+    source: str = "",
 ) -> int:
-    """Print the spec, its layer shapes and its cost report (text or one JSON object)."""
+    """Print the spec, its layer shapes and its cost report (text or one JSON object).
+
+    Everything is computed before the first line is printed, so an error prints nothing else.
+    """
     shapes = trace(spec, n_mels, n_frames)  # SpecError before anything is built
     report = cost_report(
         spec,
@@ -81,9 +89,13 @@ def report_cost(
     )
     if args.json:
         payload: dict[str, Any] = {"name": spec.name, **report.to_dict()}
+        if source:
+            payload["source"] = source
         payload["spec"] = spec.to_dict()
         print(json.dumps(payload))
         return 0
+    if source:
+        print(f"source     {source}")
     print(f"spec       {spec.name or '(unnamed)'}: {spec.summary()}")
     print(f"input      {n_mels} mel × {n_frames} frames, {n_classes} outputs")
     print("layers     (channels × freq × time)")
@@ -104,7 +116,10 @@ def format_report(report: CostReport) -> str:
     ]
     if breakdown:
         lines.append(f"           at the peak: {breakdown} MiB")
-    lines.append(f"infer VRAM {report.infer_vram_mb:.1f} MiB {report.vram_source} (batch 1)")
+    lines.append(
+        f"infer VRAM {report.infer_vram_mb:.1f} MiB (batch 1), "
+        f"{report.infer_vram_batch_mb:.1f} MiB (batch {report.batch_size}) {report.vram_source}"
+    )
     if report.latency_ms is not None:
         lines.append(f"latency    {report.latency_ms:.2f} ms (batch 1, median, {report.device})")
     if report.skipped_ops:

@@ -28,9 +28,7 @@ def run_show(args: argparse.Namespace) -> int:
     n_mels = preset.n_mels if args.n_mels is None else args.n_mels
     n_frames = preset.n_frames if args.n_frames is None else args.n_frames
     n_classes = preset.n_classes if args.n_classes is None else args.n_classes
-    if not args.json:
-        print(f"source     {preset.source}")
-    return report_cost(preset.spec, args, n_mels, n_frames, n_classes)
+    return report_cost(preset.spec, args, n_mels, n_frames, n_classes, source=preset.source)
 
 
 def register(subparsers: Any) -> None:

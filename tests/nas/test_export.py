@@ -7,13 +7,16 @@ another sample rate and channel count that ``fsnas predict`` reads.
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from trainers.features import waveform_to_features
 
 from nas.bundle import (
     BUNDLE_FILES,
@@ -26,19 +29,21 @@ from nas.bundle import (
     load_exported,
     sha256_file,
 )
-from nas.export import ExportError, Provenance, export_bundle
+from nas.config import StudyConfig
+from nas.export import ExportError, Provenance, export_bundle, format_value
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec, Branch, Head
 from trainers.checkpoint import load_checkpoint
 from trainers.featureset import FeatureConfig, FeatureSet, Split
-from trainers.features import waveform_to_features
 from trainers.metrics import task_metrics
 from trainers.result import TrainConfig, TrialResult
 from trainers.train import fit
 
 TONE_LABELS = ["low", "mid", "high"]
 TONE_HZ = {"low": 220.0, "mid": 700.0, "high": 2200.0}
-TONE_CONFIG = FeatureConfig(sample_rate_hz=8000, clip_seconds=0.5, n_fft=256, hop_length=80, n_mels=24)
+TONE_CONFIG = FeatureConfig(
+    sample_rate_hz=8000, clip_seconds=0.5, n_fft=256, hop_length=80, n_mels=24
+)
 TONE_SPEC = ArchSpec(
     name="tiny_vertical",
     frontend=(Branch(height="0.5M", width=3, channels=6, freq_reduce="none"),),
@@ -80,7 +85,7 @@ def tone_feature_set(seed: int = 0) -> FeatureSet:
 
 
 def train_tone_model(data: FeatureSet, folder: Path, epochs: int = 4) -> TrialResult:
-    """Return the TrialResult of ``fit`` on the tones with a best-weights checkpoint in ``folder``."""
+    """Return the TrialResult of ``fit`` on the tones, best weights checkpointed in ``folder``."""
     config = TrainConfig(
         epochs=epochs, batch_size=8, lr=3e-2, seed=0, checkpoint_dir=str(folder), num_threads=1
     )
@@ -118,25 +123,43 @@ def export_tone_bundle(data: FeatureSet, result: TrialResult, out_dir: Path) -> 
             data_source=data.source,
         ),
         examples=data.test.x,
+        split_sizes={"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
     )
     return out_dir
 
 
-@pytest.fixture(scope="module")
-def tones() -> FeatureSet:
-    return tone_feature_set()
+@dataclass(frozen=True)
+class ToneBundle:
+    data: FeatureSet
+    result: TrialResult
+    directory: Path
+
+
+@functools.cache
+def _tone_bundle(base: Path) -> ToneBundle:
+    data = tone_feature_set()
+    result = train_tone_model(data, base / "tone-checkpoint")
+    return ToneBundle(data, result, export_tone_bundle(data, result, base / "tone-bundle"))
+
+
+def tone_bundle(tmp_path_factory: pytest.TempPathFactory) -> ToneBundle:
+    """Return the trained and exported tone model, made once per test session (read-only)."""
+    return _tone_bundle(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
-def trained(tones: FeatureSet, tmp_path_factory: pytest.TempPathFactory) -> TrialResult:
-    return train_tone_model(tones, tmp_path_factory.mktemp("checkpoint"))
+def tones(tmp_path_factory: pytest.TempPathFactory) -> FeatureSet:
+    return tone_bundle(tmp_path_factory).data
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(
-    tones: FeatureSet, trained: TrialResult, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    return export_tone_bundle(tones, trained, tmp_path_factory.mktemp("export") / "bundle")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrialResult:
+    return tone_bundle(tmp_path_factory).result
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tone_bundle(tmp_path_factory).directory
 
 
 def test_round_trip_reproduces_the_trial_test_metric(
@@ -165,9 +188,7 @@ def test_round_trip_reproduces_the_trial_test_metric(
 def test_onnx_matches_torch_with_another_batch_size(tones: FeatureSet, bundle_dir: Path) -> None:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(
-        str(bundle_dir / ONNX_FILE), providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(str(bundle_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["logmel"]
     assert [o.name for o in session.get_outputs()] == ["logits"]
     x = tones.test.x[:7]
@@ -181,7 +202,7 @@ def test_bundle_files_and_recorded_hashes(tones: FeatureSet, bundle_dir: Path) -
     assert sorted(p.name for p in bundle_dir.iterdir()) == sorted(BUNDLE_FILES)
     with safe_open(str(bundle_dir / WEIGHTS_FILE), framework="pt") as handle:
         metadata = handle.metadata()
-        keys = set(handle.keys())  # noqa: SIM118
+        keys = set(handle.keys())
     for name, key in HASHED_FILES.items():
         assert metadata[key] == sha256_file(bundle_dir / name)
     assert (metadata["n_mels"], metadata["n_frames"], metadata["n_classes"]) == ("24", "51", "3")
@@ -201,13 +222,15 @@ def test_model_card_shows_the_real_numbers(trained: TrialResult, bundle_dir: Pat
     assert f"| test_accuracy | {trained.metrics['test_accuracy']:.4f} |" in card
     assert f"| test_macro_f1 | {trained.metrics['test_macro_f1']:.4f} |" in card
     assert f"| params | {params:,} |" in card
-    assert f"| gflops | {trained.gflops:.4f} |" in card
-    assert f"| train_vram_mb | {trained.train_vram_mb:.4f} |" in card
+    assert f"| gflops | {format_value(trained.gflops)} |" in card
+    assert f"| train_vram_mb | {format_value(trained.train_vram_mb)} |" in card
+    assert f"| latency_ms | {format_value(trained.latency_ms)} |" in card
     assert "| vram_source | estimated |" in card
     assert "| device | cpu |" in card
     for line in ("study: unit-study", "trial: 7", "seed: 0", "selection rule: trial=7"):
         assert f"- {line}" in card
     assert "fsnas version: 0.1.0" in card
+    assert "- clips per split: train 24, valid 9, test 15" in card
     assert sha256_file(bundle_dir / WEIGHTS_FILE) in card
 
 
@@ -238,3 +261,189 @@ def test_export_refuses_weights_of_another_spec(
             out_dir=tmp_path / "bad",
         )
     assert not (tmp_path / "bad").exists()
+
+
+def test_export_fails_when_onnx_disagrees_and_writes_nothing(
+    tones: FeatureSet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import nas.export
+
+    monkeypatch.setattr(nas.export, "ONNX_TOLERANCE", -1.0)  # no difference is small enough
+    model = build_model(TONE_SPEC, tones.n_mels, tones.n_frames, 3)
+    with pytest.raises(ExportError, match=r"model\.onnx: onnxruntime output differs"):
+        export_bundle(
+            TONE_SPEC,
+            model.state_dict(),
+            feature_config=tones.feature_config,
+            labels=tones.labels,
+            task="single_label",
+            out_dir=tmp_path / "bundle",
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loader_needs_no_search_machinery(bundle_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from nas.bundle import load_exported\n"
+        f"bundle = load_exported({str(bundle_dir)!r})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna', 'mlflow'})\n"
+        "print(heavy, bundle.labels)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == f"[] {TONE_LABELS}"
+
+
+# -- fsnas export --study: a tiny study written the way the Ray backend writes one ---------------
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, FeatureSet]:
+    """Two CPU trials of the tone data stored in a SQLite Optuna study, as ``fsnas search`` does.
+
+    Each trial runs through the search's own trial function (``nas.search.run_trial``); only
+    Ray is left out: its backend's sole storage work is these user attributes and ``tell``.
+    """
+    import optuna
+
+    from nas.config import StudyConfig
+    from nas.search import RECORD_ATTR, TrialSettings, open_storage, record_from_result, run_trial
+
+    folder = tmp_path_factory.mktemp("study")
+    data = tone_bundle(tmp_path_factory).data
+    config = StudyConfig(
+        study="tiny",
+        storage=f"sqlite:///{folder}/studies.db",
+        tracking_uri=f"sqlite:///{folder}/mlflow.db",
+        train=TrainConfig(epochs=4, batch_size=8, lr=3e-2, seed=3, num_threads=1),
+    )
+    objectives = config.objectives(data.task)
+    storage = open_storage(config.storage)
+    study = optuna.create_study(
+        study_name=config.study, storage=storage, directions=[o.direction for o in objectives]
+    )
+    study.set_user_attr("objectives", [o.name for o in objectives])
+    study.set_user_attr("objective_labels", [o.label for o in objectives])
+    study.set_user_attr("config", config.to_dict())
+    settings = TrialSettings(train_config=config.train, objectives=tuple(objectives))
+    narrow = TONE_SPEC.replace(frontend=(Branch(height="0.3M", width=1, channels=2),))
+    for spec in (narrow, TONE_SPEC):
+        trial = study.ask()
+        out = run_trial({"spec": spec.to_dict()}, data, settings, device="cpu")
+        record = record_from_result(out, trial.number)
+        assert record is not None and record.status == "complete", record
+        trial.set_user_attr(RECORD_ATTR, record.to_dict())
+        study.tell(trial, [record.objectives[o.name] for o in objectives])
+    return config, data
+
+
+def test_fsnas_export_study_retrains_the_trial_exactly(
+    tiny_study: tuple[StudyConfig, FeatureSet],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import nas.search
+    from nas.cli import main
+    from nas.search import load_records, open_storage
+
+    config, data = tiny_study
+    monkeypatch.setattr(nas.search, "load_study_features", lambda cfg: data)
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
+    out = tmp_path / "bundle"
+    argv = ["export", "--study", "tiny", "--select", "trial=0", "--out", str(out)]
+    argv += ["--storage", config.storage, "--tracking-uri", str(config.tracking_uri), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    import optuna
+
+    record = load_records(
+        optuna.load_study(study_name="tiny", storage=open_storage(config.storage))
+    )[0]
+    bundle = load_exported(out)
+    logits = bundle.logits(torch.from_numpy(data.test.x)).numpy()
+    # the search kept no weights: fsnas export retrained with the trial's config and seed on the
+    # CPU, which must give the trial's own test metrics exactly (an imperfect 0.73 here, so other
+    # weights would show)
+    assert 0.5 < record.metrics["test_accuracy"] < 1.0
+    metrics = task_metrics("single_label", data.test.y, logits)
+    assert metrics["accuracy"] == record.metrics["test_accuracy"]
+    assert metrics["macro_f1"] == record.metrics["test_macro_f1"]
+    assert report["metrics"]["test_accuracy"] == record.metrics["test_accuracy"]
+    assert report["onnx_max_abs_diff"] < 1e-4
+
+    card = (out / CARD_FILE).read_text()
+    assert "- study: tiny" in card and "- trial: 0" in card and "- seed: 3" in card
+    assert "- selection rule: trial=0" in card
+    assert "retrained by fsnas export with fit: 4 epoch(s) on train, seed 3" in card
+    assert "- note: the test metrics above equal those the search recorded" in card
+    assert "- source: `tones (test fixture)`" in card
+    assert f"| test_accuracy | {format_value(record.metrics['test_accuracy'])} |" in card
+    assert f"| gflops | {format_value(record.costs['gflops'])} |" in card
+
+    assert report["registered"] == "tiny-model v1 (alias champion)"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+    version = client.get_model_version_by_alias("tiny-model", "champion")
+    run = client.get_run(str(version.run_id))
+    assert run.data.tags["fsnas.trial"] == "0"
+    assert run.data.metrics["test_accuracy"] == record.metrics["test_accuracy"]
+    names = {a.path for a in client.list_artifacts(str(version.run_id), "bundle")}
+    assert {f"bundle/{name}" for name in BUNDLE_FILES} == names
+
+
+def test_fsnas_export_study_errors_are_one_line(
+    tiny_study: tuple[StudyConfig, FeatureSet],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nas.cli import main
+
+    config, _ = tiny_study
+    base = ["export", "--out", str(tmp_path / "b"), "--storage", config.storage]
+    assert main([*base, "--study", "nope", "--select", "knee"]) == 2
+    assert "study 'nope' not found" in capsys.readouterr().err
+    assert main([*base, "--study", "tiny", "--select", "max-metric-under-vram=0"]) == 2
+    assert "max-metric-under-vram=0" in capsys.readouterr().err
+    assert main([*base, "--study", "tiny", "--select", "trial=9"]) == 2
+    assert "no trial number 9" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_export_study_on_train_plus_valid(
+    tiny_study: tuple[StudyConfig, FeatureSet], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import nas.search
+    from nas.export import export_from_study, select_trial
+
+    config, data = tiny_study
+    monkeypatch.setattr(nas.search, "load_study_features", lambda cfg: data)
+    outcome = export_from_study(
+        "tiny",
+        "knee",
+        tmp_path / "bundle",
+        storage=config.storage,
+        retrain_on="train+valid",
+        device="cpu",
+        tracking_uri="none",
+        stream=io.StringIO(),
+    )
+    assert outcome.registered is None
+    selection = select_trial("tiny", "knee", config.storage)
+    best_epoch = int(selection.record.metrics["best_epoch"])
+    card = (outcome.directory / CARD_FILE).read_text()
+    # early stopping is off and the epochs default to what validation chose for the trial
+    assert f"- trial: {selection.record.number}" in card
+    assert f"{best_epoch} epoch(s) on train+valid" in card
+    assert "val_* figures and fit's best-epoch choice are not held-out" in card
+    bundle = load_exported(outcome.directory)
+    logits = bundle.logits(torch.from_numpy(data.test.x)).numpy()
+    expected = task_metrics("single_label", data.test.y, logits)["accuracy"]
+    assert outcome.metrics["test_accuracy"] == expected

@@ -1,0 +1,44 @@
+"""Trials spread over a two-node Ray cluster with fake GPUs, each with the requested share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from nas.config import from_dict
+from nas.search import run_search
+from tests.nas._study import tiny_config
+
+
+@pytest.mark.slow
+def test_trials_run_on_both_nodes_with_half_a_gpu(tmp_path: Path) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
+    cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    try:
+        node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert len(node_ids) == 2
+        config = from_dict(
+            tiny_config(
+                tmp_path,
+                study="cluster",
+                train={"epochs": 1},
+                search={"trials": 4, "early_stopping": {"enabled": False}},
+                resources={"gpus_per_trial": "0.5", "max_concurrent": 2},
+            )
+        )
+        outcome = run_search(config)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(outcome.records) == 4
+    study = optuna.load_study(study_name="cluster", storage=config.storage)
+    used = {t.user_attrs["ray_node_id"] for t in study.trials}
+    shares = {t.user_attrs["gpu_share"] for t in study.trials}
+    assert used == node_ids  # both simulated nodes ran trials
+    assert shares == {0.5}  # each trial held half a (fake) GPU

@@ -1,0 +1,73 @@
+"""SIGKILL the search driver mid-study, run the same command again: nothing lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nas.search import STATUS_ATTR, load_study
+from tests.nas._study import tiny_config, write_config
+
+FSNAS = [sys.executable, "-m", "nas.cli"]
+
+
+def _finished(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        s = optuna.load_study(study_name=study, storage=storage)
+    except Exception:  # not created yet (or the driver holds the write lock)
+        return []
+    return [t for t in s.get_trials(deepcopy=False) if STATUS_ATTR in t.user_attrs]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_completes_the_study(tmp_path: Path) -> None:
+    config = tiny_config(
+        tmp_path,
+        study="resume",
+        train={"epochs": 3},
+        search={"trials": 6, "early_stopping": {"enabled": False}},
+        resources={"max_concurrent": 1},
+    )
+    path = write_config(tmp_path / "resume.yaml", config)
+    cmd = [*FSNAS, "search", "--config", str(path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while len(_finished(config["storage"], "resume")) < 2:
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "no two finished trials within 240 s"
+            time.sleep(0.5)
+        first.send_signal(signal.SIGKILL)  # the driver only, mid-study
+        first.wait(timeout=30)
+    finally:
+        # the driver's local Ray processes share its session; end what is left of them
+        try:
+            os.killpg(first.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    kept = {t.number: t.user_attrs["fsnas_record"] for t in _finished(config["storage"], "resume")}
+    assert 2 <= len(kept) < 6
+
+    second = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"resuming: {len(kept)} finished trial(s) kept" in second.stdout
+
+    outcome = load_study("resume", config["storage"])
+    assert len(outcome.records) == 6  # exactly the requested count
+    by_number = {r.number: r for r in outcome.records}
+    assert len(by_number) == 6  # no trial recorded twice
+    for number, record in kept.items():  # the trials finished before the kill are unchanged
+        assert by_number[number].to_dict()["objectives"] == record["objectives"]

@@ -1,0 +1,159 @@
+"""Pareto-aware early stopping: rung decisions, and stopped trials kept off the front."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+import pytest
+
+from dashboards.records import Objective, TrialRecord
+from nas import pareto
+from nas.ray_backend import FsnasOptunaSearch, ParetoAshaScheduler, TrialLedger
+from nas.search import FINAL_KEY, RECORD_JSON_KEY, STATUS_ATTR, load_records, summarise
+
+MAX_MIN = ["maximize", "minimize"]
+OBJECTIVES = [Objective("val_accuracy", "maximize"), Objective("train_vram_mb", "minimize")]
+
+
+def test_rung_never_stops_on_accuracy_alone() -> None:
+    # far less accurate but cheaper than every peer: not dominated, so it continues
+    peers = [[0.9, 500.0], [0.92, 400.0], [0.95, 600.0], [0.91, 450.0]]
+    assert not pareto.rung_should_stop([0.3, 50.0], peers, MAX_MIN, 3, 2)
+
+
+def test_rung_stops_a_trial_dominated_by_enough_peers() -> None:
+    peers = [[0.9, 100.0], [0.92, 120.0], [0.95, 600.0], [0.91, 110.0]]
+    assert pareto.rung_should_stop([0.5, 300.0], peers, MAX_MIN, 3, 2)
+    # the same trial survives when fewer peers than min_dominators dominate it
+    assert not pareto.rung_should_stop([0.5, 300.0], peers, MAX_MIN, 3, 5)
+    # and a rung with fewer than reduction_factor trials stops nobody
+    assert not pareto.rung_should_stop([0.5, 300.0], peers[:1], MAX_MIN, 3, 1)
+
+
+def test_rung_keeps_the_best_fraction_by_rank() -> None:
+    # dominated by 2 peers but in the best third by non-dominated rank (2nd front of 9 trials)
+    peers = [[0.95, 100.0], [0.96, 90.0]] + [[0.1 * i, 1000.0 + i] for i in range(1, 7)]
+    assert not pareto.rung_should_stop([0.9, 150.0], peers, MAX_MIN, 3, 2)
+
+
+def _ledger(records: list[TrialRecord]) -> TrialLedger:
+    return TrialLedger(records.append)
+
+
+def test_scheduler_decisions_at_rungs() -> None:
+    ledger = _ledger([])
+    sched = ParetoAshaScheduler(
+        objectives=OBJECTIVES,
+        max_epochs=9,
+        grace_epochs=1,
+        reduction_factor=3,
+        min_dominators=2,
+        ledger=ledger,
+    )
+    assert sched.rungs == [1, 3]
+    for i, (acc, vram) in enumerate([(0.9, 100.0), (0.92, 120.0), (0.91, 110.0)]):
+        report = {"epoch": 1, "val_accuracy": acc, "train_vram_mb": vram}
+        assert sched.decide(f"t{i}", report) == "CONTINUE"
+    # epochs between rungs and final reports are never judged
+    bad = {"epoch": 2, "val_accuracy": 0.1, "train_vram_mb": 900.0}
+    assert sched.decide("t9", bad) == "CONTINUE"
+    assert sched.decide("t9", {**bad, "epoch": 1, FINAL_KEY: True}) == "CONTINUE"
+    # metric without cost: never stopped on accuracy alone
+    assert sched.decide("t8", {"epoch": 1, "val_accuracy": 0.1}) == "CONTINUE"
+    # cheap but weak: not dominated, continues
+    assert sched.decide("t4", {"epoch": 1, "val_accuracy": 0.2, "train_vram_mb": 10.0}) == (
+        "CONTINUE"
+    )
+    # dominated by three peers: stopped, with the reason in the ledger
+    assert sched.decide("t5", {"epoch": 1, "val_accuracy": 0.5, "train_vram_mb": 300.0}) == "STOP"
+    assert "dominated on (val_accuracy, train_vram_mb) by 3 of 4" in ledger.pruned["t5"]
+
+
+def _final(acc: float, vram: float) -> dict[str, Any]:
+    record = TrialRecord(
+        number=-1,
+        status="complete",
+        objectives={"val_accuracy": acc, "train_vram_mb": vram},
+        costs={"train_vram_mb": vram},
+    )
+    return {
+        FINAL_KEY: True,
+        STATUS_ATTR: "complete",
+        "val_accuracy": acc,
+        "train_vram_mb": vram,
+        RECORD_JSON_KEY: json.dumps(record.to_dict()),
+    }
+
+
+@pytest.fixture
+def searcher_and_records() -> tuple[FsnasOptunaSearch, list[TrialRecord], TrialLedger]:
+    records: list[TrialRecord] = []
+    ledger = _ledger(records)
+    searcher = FsnasOptunaSearch(
+        ledger=ledger,
+        objective_names=["val_accuracy", "train_vram_mb"],
+        space=lambda trial: {"x": trial.suggest_int("x", 0, 9)},
+        metric=["val_accuracy", "train_vram_mb"],
+        mode=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        study_name="sched-test",
+    )
+    return searcher, records, ledger
+
+
+def test_early_stopped_low_cost_trial_never_reaches_the_front(
+    searcher_and_records: tuple[FsnasOptunaSearch, list[TrialRecord], TrialLedger],
+) -> None:
+    searcher, records, ledger = searcher_and_records
+    for tid in ("a", "b", "c"):
+        searcher.suggest(tid)
+    searcher.on_trial_complete("a", _final(0.90, 200.0))
+    # "b" is stopped early by the scheduler: Ray hands the searcher its last epoch report,
+    # whose (partial) values would dominate everything if told to Optuna as COMPLETE
+    ledger.pruned["b"] = "stopped at epoch 1 by the Pareto-aware scheduler"
+    searcher.on_trial_complete("b", {"epoch": 1, "val_accuracy": 0.99, "train_vram_mb": 5.0})
+    searcher.on_trial_complete("c", None, error=True)
+
+    assert [r.status for r in records] == ["complete", "pruned", "failed"]
+    pruned = records[1]
+    assert pruned.metrics == {"val_accuracy_at_stop": 0.99}
+    assert pruned.objectives == {}
+    assert "crashed worker" in records[2].reason
+
+    study = searcher._ot_study
+    assert study is not None
+    states = [t.state for t in study.trials]
+    assert states == [
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.FAIL,
+    ]
+    assert [t.number for t in study.best_trials] == [0]
+    stored = load_records(study)
+    assert [r.status for r in stored] == ["complete", "pruned", "failed"]
+    _, front, hv, knee = summarise("sched-test", stored, OBJECTIVES, {})
+    assert [r.number for r in front] == [0]
+    assert knee is not None and knee.number == 0
+    assert hv == pytest.approx(0.90 * 20.0)  # reference VRAM 1.1 x 200 of the complete trial
+
+
+def test_constraint_is_set_before_tell(
+    searcher_and_records: tuple[FsnasOptunaSearch, list[TrialRecord], TrialLedger],
+) -> None:
+    searcher, records, _ = searcher_and_records
+    searcher.suggest("a")
+    final = _final(0.9, 300.0)
+    record = json.loads(final[RECORD_JSON_KEY])
+    record["status"] = "infeasible"
+    record["costs"]["fsnas_constraint"] = 100.0
+    final[RECORD_JSON_KEY] = json.dumps(record)
+    searcher.on_trial_complete("a", final)
+    study = searcher._ot_study
+    assert study is not None
+    trial = study.trials[0]
+    # COMPLETE with its measured values, the violation visible to constraints_func
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.user_attrs["fsnas_constraint"] == [100.0]
+    assert records[0].status == "infeasible"
