@@ -140,15 +140,15 @@ def _use_log_axis(values: Sequence[float]) -> bool:
     return bool(values) and min(values) > 0 and max(values) / min(values) > _LOG_AXIS_RATIO
 
 
-def _title(summary_name: str, x: Objective, y: Objective, n_total: int, n_shown: int) -> str:
-    title = f"{summary_name}: {y.title} vs {x.title}"
+def _title(study_name: str, x: Objective, y: Objective) -> str:
+    return f"{study_name or 'study'}: {y.title} vs {x.title}"
+
+
+def _count_note(n_total: int, n_shown: int) -> str:
     hidden = n_total - n_shown
-    note = (
-        f"{n_total} trials"
-        if not hidden
-        else f"{n_shown} of {n_total} trials; {hidden} without values"
-    )
-    return f"{title} ({note})"
+    if not hidden:
+        return f"{n_total} trials"
+    return f"{n_shown} of {n_total} trials shown; {hidden} without objective values"
 
 
 def pareto_figure(
@@ -211,22 +211,33 @@ def pareto_figure(
         )
     knee = next((p for p in points if p.record.number == knee_number), None)
     if knee is not None:
-        fig.add_annotation(
-            x=math.log10(knee.x) if _use_log_axis([p.x for p in points]) else knee.x,
-            y=math.log10(knee.y) if _use_log_axis([p.y for p in points]) else knee.y,
-            text=f"knee (trial {knee.record.number})",
-            showarrow=True,
-            arrowhead=2,
-            ax=40,
-            ay=-40,
+        # a ring plus a legend entry rather than a text label, which would cover other trials
+        fig.add_trace(
+            go.Scatter(
+                x=[knee.x],
+                y=[knee.y],
+                mode="markers",
+                name=f"knee (trial {knee.record.number})",
+                marker={
+                    "symbol": "circle-open",
+                    "size": 26,
+                    "color": "#111111",
+                    "line": {"width": 2},
+                },
+                hoverinfo="skip",
+            )
         )
+    # no fixed width: the page (or MLflow's artifact iframe) decides, with responsive=True
     fig.update_layout(
-        title=_title(study_name or "study", x, y, len(records), len(points)),
+        title={
+            "text": _title(study_name, x, y),
+            "subtitle": {"text": _count_note(len(records), len(points))},
+        },
         template="plotly_white",
         hoverlabel={"align": "left"},
         legend={"title": {"text": "trials"}},
-        width=1000,
-        height=650,
+        height=620,
+        margin={"t": 90},
     )
     fig.update_xaxes(
         title_text=f"{x.title} ({'lower' if x.direction == 'minimize' else 'higher'} is better)",
@@ -304,12 +315,15 @@ def write_pareto_png(
         ax.plot([p.x for p in line], [p.y for p in line], color=_STYLES["front"][2], zorder=2.5)
     for p in points:
         if p.record.number == knee_number:
-            ax.annotate(
-                f"knee (trial {p.record.number})",
-                (p.x, p.y),
-                xytext=(20, -25),
-                textcoords="offset points",
-                arrowprops={"arrowstyle": "->"},
+            ax.scatter(
+                [p.x],
+                [p.y],
+                s=500,
+                facecolors="none",
+                edgecolors="#111111",
+                linewidths=1.5,
+                label=f"knee (trial {p.record.number})",
+                zorder=4,
             )
     if _use_log_axis([p.x for p in points]):
         ax.set_xscale("log")
@@ -317,7 +331,9 @@ def write_pareto_png(
         ax.set_yscale("log")
     ax.set_xlabel(f"{x.title} ({'lower' if x.direction == 'minimize' else 'higher'} is better)")
     ax.set_ylabel(f"{y.title} ({'lower' if y.direction == 'minimize' else 'higher'} is better)")
-    ax.set_title(_title(study_name or "study", x, y, len(records), len(points)), fontsize=10)
+    ax.set_title(
+        f"{_title(study_name, x, y)}\n{_count_note(len(records), len(points))}", fontsize=10
+    )
     ax.grid(True, alpha=0.3)
     if points:
         ax.legend(fontsize=8, loc="best")
@@ -340,7 +356,6 @@ def hypervolume_figure(summary: StudySummary) -> go.Figure:
     fig.update_layout(
         title=f"{summary.study_name}: hypervolume ({_reference_text(summary)})",
         template="plotly_white",
-        width=900,
         height=500,
     )
     fig.update_xaxes(title_text="completed trials")

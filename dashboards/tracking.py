@@ -411,9 +411,12 @@ class StudyTracker:
         return self._flush()
 
     def update_front(self, records: Iterable[TrialRecord]) -> bool:
-        """Re-tag ``on_pareto_front`` (and status) of every logged trial; return True if stored."""
+        """Re-tag ``on_pareto_front`` (and status) of every trial; return True if all stored.
+
+        A finished trial in ``records`` that was never logged is logged now (backfill).
+        """
         for record in records:
-            if record.number not in self._pending:
+            if record.number not in self._pending and record.number not in self.rejected:
                 known = self._child_tags.get(record.number, {})
                 if any(known.get(k) != v for k, v in trial_tags(record).items()):
                     self._pending[record.number] = record
@@ -432,15 +435,24 @@ class StudyTracker:
         if not self._ready() or time.monotonic() < self._retry_at:
             self._refresh_pending = True
             return False
-        try:
-            with tempfile.TemporaryDirectory(prefix="fsnas-artifacts-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="fsnas-artifacts-") as tmp:
+            try:
                 write_study_artifacts(Path(tmp), records, summary)
+            except Exception as exc:  # a plot must not end hours of search; say what broke
+                warnings.warn(
+                    f"study {self.study_name!r}: could not write the parent-run artifacts "
+                    f"({type(exc).__name__}: {exc})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return False
+            try:
                 self._client.log_artifacts(self.parent_run_id, tmp)
-            self._log_study_metrics(records, summary)
-        except Exception as exc:  # any store/network failure; a refresh is retried later
-            self._failed(exc)
-            self._refresh_pending = True
-            return False
+                self._log_study_metrics(records, summary)
+            except Exception as exc:  # any store/network failure; a refresh is retried later
+                self._failed(exc)
+                self._refresh_pending = True
+                return False
         self._refresh_pending = False
         return True
 
@@ -468,7 +480,7 @@ class StudyTracker:
         they remain in ``pending`` so a caller may try ``finish`` again.
         """
         for record in records:
-            if record.number not in self._children:
+            if record.number not in self._children and record.number not in self.rejected:
                 self._pending.setdefault(record.number, record)
         self._retry_at = 0.0
         ok = self.refresh(records, summary) and not self._pending

@@ -40,15 +40,16 @@ from search_spaces.validate import conv_out, pool_out, validate
 from trainers.featureset import FeatureSet
 
 COST_KEYS: tuple[str, ...] = ("train_vram_mb", "gflops", "params", "latency_ms", "seconds")
-"""The costs summarised per variant; ``seconds`` is the trial's wall time, the rest come from
-``TrialRecord.costs``."""
+"""The costs summarised per variant. ``seconds`` is the training time (the epochs with their
+validation passes, summed from the history), so a worker's first-trial start-up does not count;
+the rest come from ``TrialRecord.costs``."""
 
 COST_LABELS: dict[str, str] = {
     "train_vram_mb": "train VRAM MB",
     "gflops": "GFLOPs",
     "params": "params",
     "latency_ms": "latency ms",
-    "seconds": "trial s",
+    "seconds": "train s",
 }
 CONFIDENCE = 0.95
 ABLATION_CSV = "ablation.csv"
@@ -286,7 +287,7 @@ def factor_plan(
         variants.insert(0, Variant("base", base, base_pairs, True))
     factors = tuple(f for f, _ in axes)
     return AblationPlan(
-        name=name or "-".join(factors),
+        name=name or "-".join((base.name, *factors) if base.name else factors),
         variants=tuple(variants),
         seeds=tuple(seeds),
         factors=factors,
@@ -499,6 +500,8 @@ def record_for(
 ) -> TrialRecord:
     """Return the TrialRecord of one finished (or crashed) trial, numbered as planned."""
     record = record_from_result(result, trial.number) if result else None
+    if record is not None and result is not None:
+        record.ray_trial_id = str(result.get("trial_id", ""))  # Tune adds it to every report
     if record is None:
         variant = plan.variants[trial.variant]
         record = TrialRecord(
@@ -534,7 +537,10 @@ def trial_values(record: TrialRecord, metric: str) -> dict[str, float]:
         return {}
     raw: dict[str, Any] = {metric: record.metrics.get(metric)}
     for key in COST_KEYS:
-        raw[key] = record.seconds if key == "seconds" else record.costs.get(key)
+        raw[key] = record.costs.get(key)
+    epoch_seconds = [e.get("seconds") for e in record.history]
+    if epoch_seconds and all(isinstance(v, (int, float)) for v in epoch_seconds):
+        raw["seconds"] = math.fsum(float(v) for v in epoch_seconds if v is not None)
     return {
         k: float(v)
         for k, v in raw.items()
@@ -566,7 +572,8 @@ def aggregate(
         if metric in values:
             per_variant[trial.variant][trial.seed] = values
         else:
-            why = record.reason or f"no {metric}"
+            value = record.metrics.get(metric)
+            why = record.reason or (f"{metric} is {value}" if value is not None else f"no {metric}")
             failures[trial.variant].append(f"seed {trial.seed}: {record.status}: {why}")
     base = per_variant[plan.base_index]
     out: list[VariantStats] = []
@@ -888,6 +895,7 @@ def run_ablation(
     outcome.files = write_outputs(outcome, out_dir)
     if tracker is not None:
         tracker.log_artifacts(outcome.files)
+        _log_parent_summary(tracker, outcome)
         tracker.finish(ordered, _summary(plan, metric), "FINISHED")
         outcome.tracking_uri = getattr(tracker, "tracking_uri", None)
         outcome.parent_run_id = getattr(tracker, "parent_run_id", None)
@@ -927,6 +935,55 @@ def _log_trial(tracker: Any, plan: AblationPlan, trial: PlannedTrial, record: Tr
         client.update_run(run_id, name=f"{variant.name} · seed {trial.seed}")
     except Exception as exc:  # names and tags are a convenience; the run itself is logged
         print(f"warning: MLflow tags of trial {record.number} not set: {exc}", file=sys.stderr)
+
+
+_MLFLOW_KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_\-. /:]")
+
+
+def parent_metrics(outcome: AblationOutcome) -> dict[str, float]:
+    """Return the per-variant figures shown on the parent run: ``<variant>.<quantity>_<stat>``
+    for the metric's mean and CI, its difference with the base and p-value, and mean costs."""
+    out: dict[str, float] = {}
+    metric = outcome.metric
+    for s in outcome.stats:
+        prefix = _MLFLOW_KEY_BAD_CHARS.sub("_", s.variant.name)
+        summary = s.values.get(metric)
+        if summary is not None:
+            out[f"{prefix}.{metric}_mean"] = summary.mean
+            out[f"{prefix}.{metric}_ci_low"] = summary.ci_low
+            out[f"{prefix}.{metric}_ci_high"] = summary.ci_high
+        comparison = s.versus_base.get(metric)
+        if comparison is not None:
+            out[f"{prefix}.{metric}_diff_vs_base"] = comparison.mean_diff
+            out[f"{prefix}.{metric}_p_value"] = comparison.p_value
+        for key in COST_KEYS:
+            if key in s.values:
+                out[f"{prefix}.{key}_mean"] = s.values[key].mean
+    return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def _log_parent_summary(tracker: Any, outcome: AblationOutcome) -> None:
+    """Log ``parent_metrics`` and the base/metric tags on the parent run (best effort)."""
+    try:
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric, RunTag
+
+        client = MlflowClient(tracking_uri=tracker.tracking_uri)
+        now_ms = int(time.time() * 1000)
+        metrics = [Metric(k, v, now_ms, 0) for k, v in parent_metrics(outcome).items()]
+        tags = [
+            RunTag("ablation.base", outcome.plan.base.name),
+            RunTag("ablation.metric", outcome.metric),
+            RunTag("ablation.factors", ",".join(outcome.plan.factors)),
+        ]
+        for start in range(0, len(metrics), 500):
+            client.log_batch(tracker.parent_run_id, metrics=metrics[start : start + 500])
+        client.log_batch(tracker.parent_run_id, tags=tags)
+    except Exception as exc:  # the artifacts hold the same figures; the run must not fail here
+        print(
+            f"warning: MLflow summary metrics of {outcome.plan.name} not logged: {exc}",
+            file=sys.stderr,
+        )
 
 
 def write_outputs(outcome: AblationOutcome, out_dir: Path) -> list[Path]:

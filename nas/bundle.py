@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
-from trainers.features import waveform_to_features
 
 from search_spaces.build import build_model
 from search_spaces.errors import FsnasError
 from search_spaces.spec import ArchSpec
 from trainers.audio import read_audio
+from trainers.features import waveform_to_features
 from trainers.featureset import FeatureConfig, Task
 
 SPEC_FILE: Final = "spec.json"

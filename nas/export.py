@@ -24,7 +24,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -347,8 +347,11 @@ def export_bundle(
         ) from None
     model.eval()
     example = _example_input(n_mels, n_frames, examples)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise ExportError(f"export to {out_dir}: cannot write there ({exc})") from None
     try:
         write_onnx(model, example, staging / ONNX_FILE)
         onnx_diff = verify_onnx(staging / ONNX_FILE, model, example)
@@ -374,16 +377,16 @@ def export_bundle(
         }
         save_checkpoint(staging / WEIGHTS_FILE, model.state_dict(), metadata)
         sha256[WEIGHTS_FILE] = sha256_file(staging / WEIGHTS_FILE)
-        all_costs = {"params": count_params(model), **dict(costs or {})}
+        params = count_params(model)
         card = render_model_card(
             spec,
             labels=labels,
             task=task,
             feature_config=feature_config,
             n_frames=n_frames,
-            params=count_params(model),
+            params=params,
             metrics=dict(metrics or {}),
-            costs=all_costs,
+            costs={"params": params, **dict(costs or {})},
             provenance=provenance,
             onnx_max_abs_diff=onnx_diff,
             sha256=sha256,
@@ -391,6 +394,8 @@ def export_bundle(
         )
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
         _install(staging, out_dir)
+    except OSError as exc:
+        raise ExportError(f"export to {out_dir}: writing the bundle failed ({exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(
@@ -399,11 +404,6 @@ def export_bundle(
         sha256=sha256,
         metrics=dict(metrics or {}),
     )
-
-
-def provenance_dict(provenance: Provenance) -> dict[str, Any]:
-    """Return the provenance as a JSON-ready dict (for MLflow tags and ``--json`` output)."""
-    return asdict(provenance)
 
 
 # -- test metrics of exported weights -----------------------------------------------------------
@@ -418,15 +418,12 @@ def split_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.n
     return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
 
 
-def test_metrics(
+def evaluate_split(
     model: torch.nn.Module, split: Split, task: Task, batch_size: int = 64
 ) -> dict[str, float]:
     """Return ``test_<metric>`` of ``model`` on ``split`` (the metrics ``fit`` reports)."""
     logits = split_logits(model, split.x, batch_size)
     return {f"test_{k}": v for k, v in task_metrics(task, split.y, logits).items()}
-
-
-test_metrics.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 # -- selecting a trial of a study ---------------------------------------------------------------
@@ -454,6 +451,8 @@ def select_trial(study: str, rule: str, storage: str | None = None) -> StudySele
     from nas.search import load_records, open_storage
 
     url = storage or DEFAULT_STORAGE
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise ExportError(f"study {study!r}: storage {url} does not exist (no search ran there)")
     rdb = open_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -618,7 +617,8 @@ def export_from_study(
     warning, never an error.
 
     Raises:
-        ExportError, SelectionError, SearchError, DataError: nothing was written.
+        ExportError, SelectionError, SearchError, DataError: before anything is written, except
+            an ExportError of the final check that the written bundle loads and agrees.
     """
     out = stream or sys.stdout
     if retrain_on not in RETRAIN_ON:
@@ -713,7 +713,7 @@ def export_from_study(
         ) from None
     metrics = {
         **train_metrics,
-        **test_metrics(model, features.test, features.task, train_config.batch_size),
+        **evaluate_split(model, features.test, features.task, train_config.batch_size),
     }
     recorded = {k: v for k, v in record.metrics.items() if k.startswith("test_") and k in metrics}
     differing = {k: v for k, v in recorded.items() if v != metrics[k]}
@@ -745,7 +745,7 @@ def export_from_study(
         },
     )
     reloaded = load_exported(outcome.directory)
-    again = test_metrics(reloaded.model, features.test, features.task, train_config.batch_size)
+    again = evaluate_split(reloaded.model, features.test, features.task, train_config.batch_size)
     if any(
         again[k] != metrics[k] and not (math.isnan(again[k]) and math.isnan(metrics[k]))
         for k in again
@@ -782,5 +782,4 @@ def export_from_study(
                 f"({type(exc).__name__}: {exc}); the bundle in {outcome.directory} is complete"
             )
             warnings.warn(message, RuntimeWarning, stacklevel=2)
-            print(f"warning: {message}", file=sys.stderr, flush=True)
     return outcome

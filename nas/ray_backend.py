@@ -317,12 +317,7 @@ class _ProgressCallback(tune.Callback):
         self._update(trials)
 
     def _update(self, trials: list[Any]) -> None:
-        running = sum(1 for t in trials if t.status == "RUNNING")
-        import sys
-
-        print("DBG", [t.status for t in trials], ray.available_resources(), file=sys.stderr)
-        if running != self._progress.running:
-            self._progress.running = running
+        self._progress.running = sum(1 for t in trials if t.status == "RUNNING")
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -341,7 +336,7 @@ def _gpu_memory_mb(config: StudyConfig) -> float:
 
 
 def trial_resources(
-    config: StudyConfig, data: FeatureSet, settings: TrialSettings
+    config: StudyConfig, data: FeatureSet, settings: TrialSettings, cluster_gpus: float
 ) -> dict[str, float] | Callable[[dict[str, Any]], Any]:
     """Return the per-trial resources: a fixed dict, or a function of the sampled config (auto).
 
@@ -350,7 +345,6 @@ def trial_resources(
     from the spec in the trial's config before Ray places it.
     """
     cpus = config.resources.cpus_per_trial
-    cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
     share = parse_gpus_per_trial(config.resources.gpus_per_trial)
     if cluster_gpus == 0 or share == 0:
         if share:
@@ -449,7 +443,10 @@ def _run(
             ledger=ledger,
         )
     trainable = tune.with_parameters(_trainable, data=data, settings=settings)
-    trainable = tune.with_resources(trainable, trial_resources(config, data, settings))
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    trainable = tune.with_resources(
+        trainable, trial_resources(config, data, settings, cluster_gpus)
+    )
     storage_path = Path(config.ray_dir).expanduser().resolve()
     storage_path.mkdir(parents=True, exist_ok=True)
     name = f"{config.study}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -106,7 +106,8 @@ def run_trial(
     except Exception as exc:  # the search must survive anything one trial does
         record.status = "failed"
         record.reason = f"{type(exc).__name__}: {exc}".strip()
-        traceback.clear_frames(exc.__traceback__) if exc.__traceback__ else None
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
     record.seconds = time.perf_counter() - started
     out: dict[str, Any] = {FINAL_KEY: True, STATUS_ATTR: record.status}
     out.update({k: v for k, v in record.objectives.items() if v is not None})
@@ -167,9 +168,7 @@ def _trial_body(
     if result.status != "complete":
         return
     for objective in settings.objectives:
-        value = record.metrics.get(metric) if objective.name == metric else None
-        if objective.name != metric:
-            value = record.costs.get(objective.name)
+        value = (record.metrics if objective.name == metric else record.costs).get(objective.name)
         if value is None or not math.isfinite(float(value)):
             record.status = "failed"
             record.reason = f"objective {objective.name} has no value ({value!r})"
@@ -267,7 +266,7 @@ def close_orphans(storage: optuna.storages.BaseStorage, study: optuna.Study) -> 
     return n
 
 
-def make_sampler(config: StudyConfig, n_objectives: int) -> optuna.samplers.BaseSampler:
+def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     """Return the Optuna sampler the config names, seeded, with VRAM constraints if any."""
     import optuna
 
@@ -454,31 +453,13 @@ def run_search(
 
     out = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tracker = _start_tracker(config, tracker_factory)
+    sampler = make_sampler(config)  # a bad sampler choice fails before any work
+    tracking_uri = _check_tracking(config)
     data = load_study_features(config)
     space = build_space(config, data)
     objectives = config.objectives(data.task)
     storage = open_storage(config.storage)
-    directions = [o.direction for o in objectives]
-    study = optuna.create_study(
-        study_name=config.study, storage=storage, directions=directions, load_if_exists=True
-    )
-    if [d.name.lower() for d in study.directions] != directions:
-        raise SearchError(
-            f"study {config.study!r} in {config.storage}: stored with directions "
-            f"{[d.name.lower() for d in study.directions]}, the config asks for {directions}; "
-            "use another --study name"
-        )
-    stored_names = study.user_attrs.get("objectives")
-    names = [o.name for o in objectives]
-    if stored_names is not None and stored_names != names:
-        raise SearchError(
-            f"study {config.study!r}: stored objectives {stored_names}, config {names}; "
-            "use another --study name"
-        )
-    study.set_user_attr("objectives", names)
-    study.set_user_attr("objective_labels", [o.label for o in objectives])
-    study.set_user_attr("config", config.to_dict())
+    study = _open_study(config, storage, objectives)
     orphans = close_orphans(storage, study)
     previous = load_records(study)
     remaining = config.search.trials - len(previous)
@@ -492,6 +473,7 @@ def run_search(
             file=out,
             flush=True,
         )
+    tracker = _start_tracker(config, tracking_uri, tracker_factory)
     if tracker is not None:
         for record in previous:
             tracker.log_trial(record)
@@ -520,7 +502,7 @@ def run_search(
                 space=space,
                 settings=settings,
                 storage=storage,
-                sampler=make_sampler(config, len(objectives)),
+                sampler=sampler,
                 objectives=objectives,
                 n_trials=remaining,
                 on_record=on_record,
@@ -542,9 +524,34 @@ def run_search(
         front=front,
         hypervolume=hv,
         knee=knee,
-        tracking_uri=getattr(tracker, "tracking_uri", None),
+        tracking_uri=tracking_uri if tracker is not None else None,
         experiment_dir=experiment_dir,
     )
+
+
+def _open_study(
+    config: StudyConfig, storage: optuna.storages.BaseStorage, objectives: list[Objective]
+) -> optuna.Study:
+    """Return the study (created or loaded); a stored study must have the same objectives."""
+    import optuna
+
+    directions = [o.direction for o in objectives]
+    study = optuna.create_study(
+        study_name=config.study, storage=storage, directions=directions, load_if_exists=True
+    )
+    stored_directions = [d.name.lower() for d in study.directions]
+    names = [o.name for o in objectives]
+    stored_names = study.user_attrs.get("objectives", names)
+    if stored_directions != directions or stored_names != names:
+        raise SearchError(
+            f"study {config.study!r} in {config.storage}: stored with objectives "
+            f"{stored_names} ({stored_directions}), the config asks for {names} ({directions}); "
+            "use another --study name"
+        )
+    study.set_user_attr("objectives", names)
+    study.set_user_attr("objective_labels", [o.label for o in objectives])
+    study.set_user_attr("config", config.to_dict())
+    return study
 
 
 def _trial_train_config(config: StudyConfig) -> TrainConfig:
@@ -552,15 +559,28 @@ def _trial_train_config(config: StudyConfig) -> TrainConfig:
     return dataclasses.replace(config.train, num_threads=config.train.num_threads or threads)
 
 
-def _start_tracker(config: StudyConfig, factory: Callable[..., Any] | None) -> Any:
-    """Return a started MLflow StudyTracker (None when tracking is switched off with "none")."""
+def _check_tracking(config: StudyConfig) -> str | None:
+    """Return the MLflow URI after checking it answers (None when tracking is "none").
+
+    Raises:
+        TrackingError: the store cannot be reached; raised before any feature or trial work.
+    """
     if config.tracking_uri == "none":
+        return None
+    from dashboards import tracking
+
+    uri = tracking.resolve_tracking_uri(config.tracking_uri)
+    tracking.check_tracking_reachable(uri)
+    return uri
+
+
+def _start_tracker(config: StudyConfig, uri: str | None, factory: Callable[..., Any] | None) -> Any:
+    """Return a started MLflow StudyTracker for the study, or None without tracking."""
+    if uri is None:
         return None
     if factory is None:
         from dashboards import tracking
 
-        uri = tracking.resolve_tracking_uri(config.tracking_uri)
-        tracking.check_tracking_reachable(uri)
         tracker = tracking.StudyTracker(uri, config.study, config.to_dict(), kind="search")
     else:
         tracker = factory(config)
@@ -584,8 +604,10 @@ def front_table(
 ) -> str:
     """Return the Pareto front as a fixed-width text table (best metric first)."""
     metric = objectives[0].name
-    header = f"{'trial':>5}  {metric:>12}  {'VRAM MB':>8}  {'GFLOPs':>7}  {'params':>8}  status"
-    lines = [header + "    spec", "-" * (len(header) + 30)]
+    header = (
+        f"{'trial':>5}  {metric:>12}  {'VRAM MB':>8}  {'GFLOPs':>7}  {'params':>8}  {'status':<13}"
+    )
+    lines = [header + " spec", "-" * (len(header) + 30)]
     for r in front:
         mark = " knee" if knee is not None and r.number == knee.number else ""
         src = r.costs.get("vram_source", "")
@@ -593,7 +615,7 @@ def front_table(
             f"{r.number:>5}  {_fmt(r.objectives.get(metric), 4):>12}  "
             f"{_fmt(r.costs.get('train_vram_mb')):>8}{'*' if src == 'estimated' else ' '} "
             f"{_fmt(r.costs.get('gflops'), 3):>7}  {_fmt(r.costs.get('params')):>8}  "
-            f"{r.status}{mark:5}  {r.spec_summary}"
+            f"{r.status + mark:<13} {r.spec_summary}"
         )
     if any(r.costs.get("vram_source") == "estimated" for r in front):
         lines.append("* VRAM estimated (no GPU); measured on CUDA")

@@ -108,7 +108,7 @@ def resample(waveform: torch.Tensor, orig_hz: int, target_hz: int) -> torch.Tens
 def crop_start(
     length: int, n_samples: int, policy: CropPolicy, rng: np.random.Generator | None = None
 ) -> int:
-    """Return where a ``n_samples`` window starts in a clip of ``length`` samples under ``policy``."""
+    """Return the start of a ``n_samples`` window in a ``length``-sample clip under ``policy``."""
     excess = length - n_samples
     if excess <= 0 or policy == "start":
         return 0

@@ -55,9 +55,15 @@ DEFAULT_FEATURE_CONFIGS: dict[str, FeatureConfig] = {
     "folder": _GENERAL,
     "csv": _GENERAL,
     "pattern": _GENERAL,
-    # the anchor of DESIGN.md (anchor_gpu.py): 8 kHz, n_fft 512, hop 80 -> 101 frames, log1p(100 x)
+    # the anchor of DESIGN.md (anchor_gpu.py): 8 kHz, first 1 s, n_fft 512, hop 80 -> 101 frames,
+    # log1p(100 x)
     "fsdd": FeatureConfig(
-        sample_rate_hz=8000, clip_seconds=1.0, n_fft=512, hop_length=80, log_gain=100.0
+        sample_rate_hz=8000,
+        clip_seconds=1.0,
+        n_fft=512,
+        hop_length=80,
+        log_gain=100.0,
+        crop="start",
     ),
     "speech_commands": _GENERAL,
     "esc50": replace(_GENERAL, clip_seconds=5.0, n_fft=1024, hop_length=320),
@@ -79,7 +85,9 @@ def default_feature_config(kind: str) -> FeatureConfig:
         return DEFAULT_FEATURE_CONFIGS[kind]
     except KeyError:
         known = ", ".join(DEFAULT_FEATURE_CONFIGS)
-        raise DataError(f"no default feature config for data kind {kind!r}; known: {known}") from None
+        raise DataError(
+            f"no default feature config for data kind {kind!r}; known: {known}"
+        ) from None
 
 
 # -- the transform (one definition, used by the cache builder and by inference) ----------------

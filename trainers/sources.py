@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -111,18 +112,18 @@ class Source:
     def fingerprint(self) -> list[Any]:
         """Return what identifies the content: each clip with its file size and mtime."""
         rows: list[Any] = []
-        base = self.root if self.root is not None and self.root.is_dir() else None
+        # paths relative to the root, so a moved dataset keeps its cache (strings: fast)
+        prefix = str(self.root) + os.sep if self.root is not None and self.root.is_dir() else ""
         for clip in self.clips:
             if self.kind == "synthetic":
                 rows.append([clip.path, list(clip.labels), clip.split, clip.group])
                 continue
-            path = Path(clip.path)
             try:
-                stat = path.stat()
+                stat = os.stat(clip.path)
                 size, mtime_ns = stat.st_size, stat.st_mtime_ns
             except OSError:
                 size, mtime_ns = -1, -1
-            shown = path.relative_to(base).as_posix() if base else clip.path
+            shown = clip.path.removeprefix(prefix) if prefix else clip.path
             rows.append([shown, size, mtime_ns, list(clip.labels), clip.split, clip.group])
         return rows
 
@@ -148,7 +149,9 @@ def parse_data_arg(data: str | Mapping[str, Any]) -> dict[str, Any]:
             for item in filter(None, (p.strip() for p in rest.split(","))):
                 key, eq, value = item.partition("=")
                 if not eq:
-                    raise DataError(f"--data {text!r}: synthetic options are key=value, got {item!r}")
+                    raise DataError(
+                        f"--data {text!r}: synthetic options are key=value, got {item!r}"
+                    )
                 spec[key.strip()] = value.strip()
         elif sep:
             spec["path"] = rest
@@ -249,9 +252,7 @@ def _load_folder(root: Path | None, options: dict[str, Any]) -> Source:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"folder:{root}: expected one sub-folder per class, found none")
-    clips = [
-        Clip(path=str(f), labels=(d.name,)) for d in class_dirs for f in _audio_files(d)
-    ]
+    clips = [Clip(path=str(f), labels=(d.name,)) for d in class_dirs for f in _audio_files(d)]
     return _single_or_multi(clips, "folder", root, multi_label=False)
 
 
@@ -286,8 +287,7 @@ def _load_csv(root: Path | None, options: dict[str, Any]) -> Source:
         )
     if bad_splits:
         raise DataError(
-            f"{root}: split must be train/valid/test; "
-            + ", ".join(bad_splits[:MAX_LISTED])
+            f"{root}: split must be train/valid/test; " + ", ".join(bad_splits[:MAX_LISTED])
         )
     carve = has_split and not any(c.split == "valid" for c in clips)
     return _single_or_multi(
@@ -307,7 +307,9 @@ def _load_pattern(root: Path | None, options: dict[str, Any]) -> Source:
     try:
         regex = re.compile(regex_text)
     except re.error as exc:
-        raise DataError(f"--label-regex {regex_text!r}: invalid regular expression ({exc})") from exc
+        raise DataError(
+            f"--label-regex {regex_text!r}: invalid regular expression ({exc})"
+        ) from exc
     if regex.groups == 0:
         raise DataError(
             f"--label-regex {regex_text!r}: needs a group for the label, e.g. (?P<label>...)"
@@ -341,17 +343,17 @@ def _load_fsdd(root: Path | None, options: dict[str, Any]) -> Source:
     assert root is not None
     if (root / "recordings").is_dir():
         root = root / "recordings"
-    files = sorted(root.glob("*.wav"))
+    names = sorted(n for n in os.listdir(root) if n.lower().endswith(".wav"))
     clips: list[Clip] = []
     odd: list[str] = []
-    for file in files:
-        match = _FSDD_NAME.match(file.stem)
+    for name in names:
+        match = _FSDD_NAME.match(name[:-4])
         if match is None:
-            odd.append(file.name)
+            odd.append(name)
             continue
         split = "test" if int(match["index"]) < 5 else "train"
         # no group: the official test split shares speakers with train, so valid may too
-        clips.append(Clip(path=str(file), labels=(match["digit"],), split=split))
+        clips.append(Clip(path=os.path.join(root, name), labels=(match["digit"],), split=split))
     if odd:
         raise DataError(
             f"fsdd:{root}: file names must be DIGIT_SPEAKER_INDEX.wav; got "
@@ -399,7 +401,9 @@ def _load_esc50(root: Path | None, options: dict[str, Any]) -> Source:
 
 def _load_urbansound8k(root: Path | None, options: dict[str, Any]) -> Source:
     assert root is not None
-    meta = _need(root / "metadata" / "UrbanSound8K.csv", "metadata/UrbanSound8K.csv", "urbansound8k")
+    meta = _need(
+        root / "metadata" / "UrbanSound8K.csv", "metadata/UrbanSound8K.csv", "urbansound8k"
+    )
     rows = _read_csv(meta, "urbansound8k")
     _require_columns(rows, ("slice_file_name", "fold", "class"), meta)
     test_fold = _int_option(options, "test_fold", 10, "urbansound8k")
@@ -481,7 +485,9 @@ def _load_nsynth(root: Path | None, options: dict[str, Any]) -> Source:
         split = _SPLIT_ALIASES.get(subset.name.removeprefix("nsynth-"))
         for note, meta in sorted(examples.items()):
             if label_key not in meta:
-                raise DataError(f"{subset / 'examples.json'}: note {note!r} lacks key {label_key!r}")
+                raise DataError(
+                    f"{subset / 'examples.json'}: note {note!r} lacks key {label_key!r}"
+                )
             clips.append(
                 Clip(
                     path=str(subset / "audio" / f"{note}.wav"),

@@ -62,18 +62,30 @@ def stratified_split(
         strata[majority].append(unit)
     rng = np.random.default_rng(seed)
     assigned: list[str] = [""] * len(clips)
+    # deficits are global, so each stratum's rounding remainder carries over to the next and
+    # the totals follow the ratios even when every stratum is small
+    filled = [0.0, 0.0, 0.0]
+    seen = 0
+    placed: list[tuple[int, str]] = []  # (split index, unit) in assignment order
     for stratum in sorted(strata):
         unit_names = sorted(strata[stratum])
-        order = rng.permutation(len(unit_names))
-        total = sum(len(units[u]) for u in unit_names)
-        filled = [0.0, 0.0, 0.0]
-        for position in order:
-            members = units[unit_names[position]]
-            deficits = [shares[s] * total - filled[s] for s in range(3)]
+        for position in rng.permutation(len(unit_names)):
+            unit = unit_names[position]
+            seen += len(units[unit])
+            deficits = [shares[s] * seen - filled[s] for s in range(3)]
             chosen = int(np.argmax(deficits))
-            filled[chosen] += len(members)
-            for i in members:
-                assigned[i] = SPLIT_NAMES[chosen]
+            filled[chosen] += len(units[unit])
+            placed.append((chosen, unit))
+    # a split with a positive share gets at least one unit while train keeps one
+    for target in (2, 1):
+        if shares[target] > 0 and not any(s == target for s, _ in placed):
+            train_positions = [k for k, (s, _) in enumerate(placed) if s == 0]
+            if len(train_positions) > 1:
+                k = train_positions[-1]
+                placed[k] = (target, placed[k][1])
+    for chosen, unit in placed:
+        for i in units[unit]:
+            assigned[i] = SPLIT_NAMES[chosen]
     return assigned
 
 

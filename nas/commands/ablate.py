@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Train every variant of a base architecture (one factor changed, or two with "
             "--grid; or a built-in --study) with --seeds seeds through Ray Tune, then print the "
-            "mean and 95%% confidence interval of the metric and of each cost, and the paired "
+            "mean and 95 % confidence interval of the metric and of each cost, and the paired "
             "difference of every variant with the base (CI, p-value). Writes ablation.csv and "
             "plots to --out and logs everything to MLflow under one parent run."
         ),
@@ -44,7 +44,12 @@ def register(subparsers: Any) -> None:
         "--base", metavar="preset:NAME|SPEC.json", help="the architecture the factor changes"
     )
     what.add_argument("--study", choices=sorted(STUDIES), help="a built-in ablation study")
-    parser.add_argument("--factor", choices=ABLATION_FACTORS, help="the factor to vary")
+    parser.add_argument(
+        "--factor",
+        choices=ABLATION_FACTORS,
+        metavar="F",
+        help=f"one of {', '.join(ABLATION_FACTORS)}",
+    )
     parser.add_argument(
         "--values",
         metavar="V1,V2,...",
@@ -55,10 +60,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--channels",
         type=int,
+        metavar="C",
         default=STUDY_DEFAULT_CHANNELS,
         help=f"channels of every layer of a --study ({STUDY_DEFAULT_CHANNELS})",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (3)")
+    parser.add_argument("--seeds", type=int, default=3, metavar="K", help="seeds per variant (3)")
     parser.add_argument("--data", metavar="KIND[:PATH]", help="e.g. fsdd:DIR, synthetic")
     parser.add_argument("--epochs", type=int, metavar="E", help="epochs per trial")
     parser.add_argument("--batch", type=int, metavar="B", help="training batch size")

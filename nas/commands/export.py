@@ -72,23 +72,29 @@ def run(args: argparse.Namespace) -> int:
     """Export; every expected failure is an FsnasError (one line, exit 2)."""
     import io
     import sys
+    import warnings
 
     from nas.export import export_from_study
 
     stream = io.StringIO() if args.json else sys.stdout
-    outcome = export_from_study(
-        args.study,
-        args.select,
-        args.out,
-        storage=args.storage,
-        retrain_epochs=args.retrain_epochs,
-        retrain_on=args.retrain_on,
-        data=args.data,
-        device=args.device,
-        tracking_uri=args.tracking_uri,
-        register_name=args.register_name,
-        stream=stream,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        outcome = export_from_study(
+            args.study,
+            args.select,
+            args.out,
+            storage=args.storage,
+            retrain_epochs=args.retrain_epochs,
+            retrain_on=args.retrain_on,
+            data=args.data,
+            device=args.device,
+            tracking_uri=args.tracking_uri,
+            register_name=args.register_name,
+            stream=stream,
+        )
+    for warning in caught:
+        if issubclass(warning.category, RuntimeWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(

@@ -30,7 +30,7 @@ def test_each_group_is_its_own_trace_with_the_right_members(study: SyntheticStud
     assert len(traces["out of memory"].x) == 1
     # the failed trial has no objective values: not drawn, but the title says so
     assert "failed" not in traces
-    assert "11 of 12 trials; 1 without values" in fig.layout.title.text
+    assert fig.layout.title.subtitle.text == "11 of 12 trials shown; 1 without objective values"
     symbols = {name: t.marker.symbol for name, t in traces.items() if t.mode == "markers"}
     assert len(set(symbols.values())) == len(symbols), symbols
 
@@ -76,7 +76,12 @@ def test_knee_is_annotated(study: SyntheticStudy) -> None:
     fig = plots.pareto_figure(
         study.records, OBJECTIVES, VRAM, ACC, knee_number=study.summary.knee_number
     )
-    assert f"knee (trial {study.summary.knee_number})" in fig.layout.annotations[0].text
+    knee = _traces(fig)[f"knee (trial {study.summary.knee_number})"]
+    record = study.records[study.summary.knee_number]
+    assert (knee.x[0], knee.y[0]) == (
+        record.objectives["train_vram_mb"],
+        record.objectives["val_accuracy"],
+    )
 
 
 def test_html_is_self_contained(tmp_path: Path, study: SyntheticStudy) -> None:

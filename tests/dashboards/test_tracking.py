@@ -160,19 +160,24 @@ def test_outage_keeps_trials_and_backfills(store: str, monkeypatch: pytest.Monke
     def down(*args: Any, **kwargs: Any) -> Any:
         raise MlflowException("API request to http://x failed: Connection refused")
 
+    real_upload = tracker._client.log_artifacts
     monkeypatch.setattr(tracker._client, "create_run", down)
+    monkeypatch.setattr(tracker._client, "log_artifacts", down)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert not tracker.log_trial(study.records[1])
         assert not tracker.log_trial(study.records[2])
+        assert not tracker.refresh(study.records, study.summary)
     outage_warnings = [w for w in caught if "Connection refused" in str(w.message)]
     assert len(outage_warnings) == 1  # warned once, not per trial
     assert tracker.pending == [1, 2]
 
     monkeypatch.setattr(tracker._client, "create_run", real_create)
+    monkeypatch.setattr(tracker._client, "log_artifacts", real_upload)
     assert tracker.finish(study.records, study.summary)  # backfills 1, 2 and the unlogged 3-5
     assert tracker.pending == []
     client = MlflowClient(store)
+    assert "pareto.html" in {a.path for a in client.list_artifacts(parent_id)}
     experiment_id = client.get_run(parent_id).info.experiment_id
     assert len(_children(client, experiment_id, parent_id)) == 6
 

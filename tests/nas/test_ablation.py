@@ -197,7 +197,8 @@ def _record(
     metrics = {} if accuracy is None else {"test_accuracy": accuracy}
     costs = {"params": params, "gflops": 0.01, "train_vram_mb": 10.0 + params / 100}
     costs.update({"latency_ms": 1.0, "vram_source": "estimated"})
-    return TrialRecord(number, status, metrics=metrics, costs=costs, seconds=2.0, reason="")
+    history = [{"epoch": 1, "seconds": 1.5}, {"epoch": 2, "seconds": 0.5}]
+    return TrialRecord(number, status, metrics=metrics, costs=costs, history=history, seconds=9.0)
 
 
 def _two_variant_plan() -> AblationPlan:
@@ -231,7 +232,7 @@ def test_aggregate_matches_closed_form_values() -> None:
     # a cost every seed agrees on: zero-width interval, difference exact, p = 0
     assert wide.values["params"].ci_low == wide.values["params"].ci_high == 200
     assert wide.versus_base["params"].mean_diff == 100 and wide.versus_base["params"].p_value == 0
-    assert wide.values["seconds"].mean == 2.0
+    assert wide.values["seconds"].mean == 2.0  # training epochs, not the trial's 9 s
     assert base.versus_base == {} and base.n == 3 and not base.failures
 
 
@@ -366,7 +367,54 @@ def test_run_ablation_in_process_logs_one_parent_and_a_child_per_trial(tmp_path:
         ("channels=8", "0"),
         ("channels=8", "1"),
     ]
+    parent_metrics = parents[0].data.metrics
+    wide = outcome.stats[1].values["test_accuracy"]
+    assert parent_metrics["channels_8.test_accuracy_mean"] == pytest.approx(wide.mean)
+    assert "channels_8.test_accuracy_p_value" in parent_metrics
+    assert parents[0].data.tags["ablation.base"] == "channels=4"
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"ablation.csv", "ablation_metric.html", "ablation_plane.png"} <= artifacts
     summary = json.loads((tmp_path / "out" / ablation.SUMMARY_JSON).read_text())
     assert summary["variants"][1]["n"] == 2
+
+
+# -- the command line, through Ray Tune ---------------------------------------------------------
+def test_cli_refuses_incomplete_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from nas.cli import main
+
+    assert main(["ablate", "--base", "preset:pons_vgg", "--seeds", "2", "--data", "x:y"]) == 2
+    assert "--base needs --factor" in capsys.readouterr().err
+    assert main(["ablate", "--study", "vgg-to-vertical", "--factor", "depth"]) == 2
+    assert "fixes its variants" in capsys.readouterr().err
+    args = ["ablate", "--base", "preset:nope", "--factor", "depth", "--values", "1"]
+    assert main(args) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_ablation_runs_through_ray_tune_and_logs_to_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow import MlflowClient
+
+    from nas.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    spec_path = tmp_path / "small.json"
+    spec_path.write_text(SMALL.replace(name="small").to_json())
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["ablate", "--base", str(spec_path), "--factor", "channels", "--values", "4,8"]
+    args += ["--seeds", "2", "--data", "synthetic:clips_per_class=8", "--epochs", "1"]
+    args += ["--batch", "16", "--tracking-uri", uri, "--name", "cli-e2e", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [v["variant"] for v in summary["variants"]] == ["channels=4", "channels=8"]
+    assert [v["n"] for v in summary["variants"]] == [2, 2]
+    assert summary["variants"][1]["test_accuracy_vs_base_p_value"] is not None
+    assert Path(summary["files"][0]).name == "ablation.csv"
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cli-e2e").experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(runs) == 5 and len(children) == 4
+    # every trial ran in a Ray worker (the record carries Tune's trial id), not in this process
+    assert all(r.data.tags.get("ray_trial_id") for r in children)

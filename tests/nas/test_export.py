@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from trainers.features import waveform_to_features
 
 from nas.bundle import (
     BUNDLE_FILES,
@@ -34,6 +33,7 @@ from nas.export import ExportError, Provenance, export_bundle, format_value
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec, Branch, Head
 from trainers.checkpoint import load_checkpoint
+from trainers.features import waveform_to_features
 from trainers.featureset import FeatureConfig, FeatureSet, Split
 from trainers.metrics import task_metrics
 from trainers.result import TrainConfig, TrialResult
@@ -408,6 +408,10 @@ def test_fsnas_export_study_errors_are_one_line(
     base = ["export", "--out", str(tmp_path / "b"), "--storage", config.storage]
     assert main([*base, "--study", "nope", "--select", "knee"]) == 2
     assert "study 'nope' not found" in capsys.readouterr().err
+    missing = f"sqlite:///{tmp_path}/none.db"
+    assert main([*base[:-1], missing, "--study", "tiny", "--select", "knee"]) == 2
+    assert "none.db does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
     assert main([*base, "--study", "tiny", "--select", "max-metric-under-vram=0"]) == 2
     assert "max-metric-under-vram=0" in capsys.readouterr().err
     assert main([*base, "--study", "tiny", "--select", "trial=9"]) == 2
@@ -415,7 +419,7 @@ def test_fsnas_export_study_errors_are_one_line(
     assert not (tmp_path / "b").exists()
 
 
-def test_export_study_on_train_plus_valid(
+def test_export_study_on_train_plus_valid_with_an_unusable_registry(
     tiny_study: tuple[StudyConfig, FeatureSet], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import io
@@ -425,16 +429,20 @@ def test_export_study_on_train_plus_valid(
 
     config, data = tiny_study
     monkeypatch.setattr(nas.search, "load_study_features", lambda cfg: data)
-    outcome = export_from_study(
-        "tiny",
-        "knee",
-        tmp_path / "bundle",
-        storage=config.storage,
-        retrain_on="train+valid",
-        device="cpu",
-        tracking_uri="none",
-        stream=io.StringIO(),
-    )
+    (tmp_path / "a_file").write_text("")
+    unusable = f"sqlite:///{tmp_path}/a_file/mlflow.db"  # its folder is a file
+    with pytest.warns(RuntimeWarning, match="registering 'tiny-model' in MLflow .* failed"):
+        outcome = export_from_study(
+            "tiny",
+            "knee",
+            tmp_path / "bundle",
+            storage=config.storage,
+            retrain_on="train+valid",
+            device="cpu",
+            tracking_uri=unusable,
+            stream=io.StringIO(),
+        )
+    # a registry that cannot be reached costs the registration, never the bundle
     assert outcome.registered is None
     selection = select_trial("tiny", "knee", config.storage)
     best_epoch = int(selection.record.metrics["best_epoch"])
@@ -447,3 +455,84 @@ def test_export_study_on_train_plus_valid(
     logits = bundle.logits(torch.from_numpy(data.test.x)).numpy()
     expected = task_metrics("single_label", data.test.y, logits)["accuracy"]
     assert outcome.metrics["test_accuracy"] == expected
+
+
+@pytest.mark.slow
+def test_search_then_export_then_predict_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real (tiny) ``fsnas search`` through Ray, then ``fsnas export`` and ``fsnas predict``."""
+    import io
+
+    import soundfile as sf
+
+    from nas.cli import main
+    from nas.config import load_config
+    from nas.search import run_search
+
+    monkeypatch.chdir(tmp_path)  # the feature cache and MLflow's ./mlruns go here
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    config = load_config(
+        None,
+        {
+            "study": "e2e",
+            "storage": storage,
+            "tracking_uri": "none",
+            "data.source": "synthetic:clips_per_class=3",
+            "search.trials": 2,
+            "train.epochs": 2,
+            "train.batch_size": 8,
+            "resources.cpus_per_trial": 1,
+            "resources.max_concurrent": 1,
+            "space.min_branches": 1,
+            "space.max_branches": 1,
+            "space.branch_channels": [4],
+            "space.branch_widths": [1, 3],
+            "space.max_depth": 0,
+        },
+    )
+    outcome = run_search(config, stream=io.StringIO())
+    best = max(
+        (r for r in outcome.records if r.status == "complete"),
+        key=lambda r: (r.metrics["val_accuracy"], -r.costs["train_vram_mb"], -r.number),
+    )
+    out = tmp_path / "bundle"
+    argv = ["export", "--study", "e2e", "--select", "best", "--out", str(out)]
+    argv += ["--storage", storage, "--tracking-uri", "none", "--json"]  # registry: tested above
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["registered"] is None
+    # retrained on the CPU with the trial's seed: the search's own test figure, exactly
+    assert report["metrics"]["test_accuracy"] == best.metrics["test_accuracy"]
+    card = (out / CARD_FILE).read_text()
+    assert f"- trial: {best.number}" in card
+    assert "- selection rule: best" in card
+    assert "- note: the test metrics above equal those the search recorded" in card
+
+    wav = tmp_path / "clip.wav"
+    rng = np.random.default_rng(0)
+    sf.write(wav, 0.1 * rng.standard_normal((44100, 2)).astype(np.float32), 44100)
+    assert main(["predict", str(out), str(wav), "--json", "--top-k", "2"]) == 0
+    top = json.loads(capsys.readouterr().out)["predictions"][0]["top"]
+    labels = load_exported(out).labels
+    assert len(top) == 2 and all(entry["label"] in labels for entry in top)
+
+
+def test_multi_label_bundle_predicts_independent_sigmoids(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = build_model(TONE_SPEC, TONE_CONFIG.n_mels, TONE_CONFIG.n_frames, 3)
+    export_bundle(
+        TONE_SPEC,
+        model.state_dict(),
+        feature_config=TONE_CONFIG,
+        labels=["piano", "voice", "drums"],
+        task="multi_label",
+        out_dir=tmp_path / "bundle",
+    )
+    bundle = load_exported(tmp_path / "bundle")
+    assert bundle.task == "multi_label"
+    wave = torch.from_numpy(tone("mid", 16000, 0.5, np.random.default_rng(2)))
+    probabilities = bundle.predict(wave, 16000)
+    logits = bundle.logits(bundle.features(wave, 16000))[0]
+    torch.testing.assert_close(probabilities, torch.sigmoid(logits))
+    assert float(probabilities.sum()) != pytest.approx(1.0, abs=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,16 +53,12 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path: Path) -> None:
         first.wait(timeout=30)
     finally:
         # the driver's local Ray processes share its session; end what is left of them
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     kept = {t.number: t.user_attrs["fsnas_record"] for t in _finished(config["storage"], "resume")}
     assert 2 <= len(kept) < 6
 
-    second = subprocess.run(
-        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"resuming: {len(kept)} finished trial(s) kept" in second.stdout
 

@@ -157,3 +157,37 @@ def test_constraint_is_set_before_tell(
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs["fsnas_constraint"] == [100.0]
     assert records[0].status == "infeasible"
+
+
+def test_trial_resources_cpu_fixed_and_auto(tmp_path: Any) -> None:
+    import numpy as np
+
+    from nas.config import from_dict
+    from nas.ray_backend import trial_resources
+    from nas.search import SearchError, TrialSettings
+    from search_spaces.spec import ArchSpec, Branch
+    from trainers.featureset import FeatureConfig, FeatureSet, Split
+    from trainers.result import TrainConfig
+
+    split = Split(x=np.zeros((4, 1, 16, 21), "float32"), y=np.zeros(4, "int64"))
+    data = FeatureSet(split, split, split, ["a", "b"], "single_label", FeatureConfig(n_mels=16))
+    settings = TrialSettings(TrainConfig(batch_size=8), tuple(OBJECTIVES))
+
+    def config(gpus: str, memory_mb: float | None = None) -> Any:
+        return from_dict(
+            {"resources": {"gpus_per_trial": gpus, "gpu_memory_mb": memory_mb, "cpus_per_trial": 2}}
+        )
+
+    # no GPU in the cluster: CPU-only, whatever "auto" would say
+    assert trial_resources(config("auto"), data, settings, 0.0) == {"CPU": 2.0}
+    with pytest.raises(SearchError, match="has no GPU"):
+        trial_resources(config("0.5"), data, settings, 0.0)
+    assert trial_resources(config("0.5"), data, settings, 2.0) == {"CPU": 2.0, "GPU": 0.5}
+    # auto: a function of the sampled spec; a tiny model gets the smallest grid share
+    auto = trial_resources(config("auto", 16_000.0), data, settings, 2.0)
+    assert callable(auto)
+    spec = ArchSpec(frontend=(Branch(height="0.9M", width=3, channels=4),))
+    bundles = auto({"spec": spec.to_dict()}).bundles
+    assert bundles == [{"CPU": 2.0, "GPU": 0.125}]
+    # an unknown need (broken spec) takes a whole GPU rather than risk an OOM
+    assert auto({"spec": {"bad": 1}}).bundles == [{"CPU": 2.0, "GPU": 1.0}]

@@ -75,9 +75,7 @@ def test_trial_reports_epochs_and_objectives(tiny_features) -> None:  # type: ig
 def test_invalid_and_broken_trials_are_results_not_exceptions(tiny_features) -> None:  # type: ignore[no-untyped-def]
     settings = TrialSettings(TrainConfig(epochs=1, batch_size=16), OBJECTIVES)
     too_tall = ArchSpec(body=(ConvBlock(height=99, width=3, channels=4, freq_padding="valid"),))
-    record = record_from_result(
-        run_trial({"spec": too_tall.to_dict()}, tiny_features, settings), 1
-    )
+    record = record_from_result(run_trial({"spec": too_tall.to_dict()}, tiny_features, settings), 1)
     assert record is not None and record.status == "invalid"
     assert "99" in record.reason
     broken = record_from_result(run_trial({"spec": {"nonsense": 1}}, tiny_features, settings), 2)

@@ -87,8 +87,9 @@ def test_preset_is_built_for_the_data_and_printed_as_a_table(
     assert table["status"] == "complete"
     assert 0.0 <= float(table["test_accuracy"]) <= 1.0
     assert table["train_vram_mb"].endswith("(estimated)")
-    # 32 filters of 32 x 1 (+ bias) and a dense layer of 32 -> 3 classes
-    assert table["params"] == f"{32 * 32 + 32 + 32 * 3 + 3:,}"
+    # 32 filters of 32 x 1 (+ bias); 40 - 32 + 1 = 9 frequency positions stay (no reduction),
+    # so the dense layer maps 32 x 9 features to the data's 3 classes
+    assert table["params"] == f"{32 * 32 + 32 + 32 * 9 * 3 + 3:,}"
 
 
 def test_a_preset_that_does_not_fit_the_data_says_so(
