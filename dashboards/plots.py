@@ -336,7 +336,10 @@ def write_pareto_png(
     )
     ax.grid(True, alpha=0.3)
     if points:
-        ax.legend(fontsize=8, loc="best")
+        legend = ax.legend(fontsize=8, loc="best")
+        for handle in legend.legend_handles:  # one marker size in the legend, whatever the plot's
+            if hasattr(handle, "set_sizes"):
+                handle.set_sizes([60])
     return _save(fig, path, dpi)
 
 

@@ -57,6 +57,8 @@ from trainers.featureset import FeatureSet
 # driver prints its own progress line instead of Tune's tables.
 _WORKER_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
 NODE_ATTR = "ray_node_id"
+# (config, data, settings, report, device) -> final report; nas.search.run_trial is one
+TrialFunction = Callable[..., dict[str, Any]]
 GPU_SHARE_ATTR = "gpu_share"
 
 
@@ -91,7 +93,24 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
 
 # -- trial side (runs in a Ray worker) ---------------------------------------------------------
 def _trainable(config: dict[str, Any], data: FeatureSet, settings: TrialSettings) -> None:
-    """Train one trial in a Ray worker: per-epoch reports, then one final report."""
+    """Train one search trial in a Ray worker: per-epoch reports, then one final report."""
+    _train_in_worker(run_trial, config, data, settings)
+
+
+def _fixed_trainable(
+    config: dict[str, Any],
+    data: FeatureSet,
+    settings: TrialSettings,
+    trial_fn: TrialFunction,
+    configs: list[dict[str, Any]],
+) -> None:
+    """Train one of ``run_fixed_trials``'s configs (chosen by ``config["index"]``)."""
+    _train_in_worker(trial_fn, configs[int(config["index"])], data, settings)
+
+
+def _train_in_worker(
+    trial_fn: TrialFunction, config: dict[str, Any], data: FeatureSet, settings: TrialSettings
+) -> None:
     import torch
 
     context = ray.get_runtime_context()
@@ -106,7 +125,7 @@ def _trainable(config: dict[str, Any], data: FeatureSet, settings: TrialSettings
     def report(values: dict[str, Any]) -> None:
         tune.report({k: v for k, v in values.items() if isinstance(v, (int, float, str))})
 
-    final = run_trial(config, data, settings, report, device)
+    final = trial_fn(config, data, settings, report, device)
     final[NODE_ATTR] = context.get_node_id()
     final[GPU_SHARE_ATTR] = gpu
     tune.report(final)
@@ -471,3 +490,87 @@ def _run(
     )
     tuner.fit()
     return str(storage_path / name)
+
+
+# -- fixed configs (ablations) -----------------------------------------------------------------
+class _FixedCallback(tune.Callback):
+    """Hands each finished fixed trial's final report (or its error) to the caller."""
+
+    def __init__(
+        self, on_result: Callable[[int, dict[str, Any] | None, str], None], ledger: TrialLedger
+    ) -> None:
+        self._on_result = on_result
+        self._ledger = ledger
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # see TrialLedger.__getstate__
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ledger.trials[trial.trial_id] = trial
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        final = result if result.get(FINAL_KEY) else None
+        error = "" if final else "stopped before its final report"
+        self._on_result(int(trial.config["index"]), final, error)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._on_result(int(trial.config["index"]), None, self._ledger.error_text(trial.trial_id))
+
+
+def run_fixed_trials(
+    configs: list[dict[str, Any]],
+    trial_fn: TrialFunction,
+    *,
+    config: StudyConfig,
+    data: FeatureSet,
+    settings: TrialSettings,
+    name: str,
+    on_result: Callable[[int, dict[str, Any] | None, str], None],
+) -> str:
+    """Run each of ``configs`` once through Ray Tune (no sampler, no early stopping).
+
+    Each config must hold a ``spec`` (for ``gpus_per_trial=auto``); ``trial_fn`` gets it like
+    ``run_trial`` gets a sampled config. ``on_result(index, final report or None, error text)``
+    is called on the driver as each trial ends. Resources, concurrency, actor reuse and
+    retries are the search's. Returns the Tune experiment folder.
+    """
+    started_here = init_ray(config.resources.address, config.resources.num_cpus)
+    try:
+        ledger = TrialLedger(lambda record: None)
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        per_spec = trial_resources(config, data, settings, cluster_gpus)
+        resources: Any = per_spec
+        if callable(per_spec):
+
+            def resources(trial_config: dict[str, Any]) -> Any:
+                return per_spec(configs[int(trial_config["index"])])
+
+        trainable = tune.with_parameters(
+            _fixed_trainable, data=data, settings=settings, trial_fn=trial_fn, configs=configs
+        )
+        trainable = tune.with_resources(trainable, resources)
+        storage_path = Path(config.ray_dir).expanduser().resolve()
+        storage_path.mkdir(parents=True, exist_ok=True)
+        run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"index": tune.grid_search(list(range(len(configs))))},
+            tune_config=tune.TuneConfig(
+                num_samples=1,
+                max_concurrent_trials=config.resources.max_concurrent,
+                reuse_actors=config.resources.reuse_actors,
+            ),
+            run_config=tune.RunConfig(
+                name=run_name,
+                storage_path=str(storage_path),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+                callbacks=[_FixedCallback(on_result, ledger)],
+            ),
+        )
+        tuner.fit()
+        return str(storage_path / run_name)
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -23,11 +23,13 @@ class BadAudioError(DataError):
 
     MAX_LISTED = 10
 
-    def __init__(self, bad: list[tuple[str, str]], total_clips: int) -> None:
+    def __init__(self, bad: list[tuple[str, str]], total_clips: int, complete: bool = True) -> None:
         listed = "; ".join(f"{path} ({reason})" for path, reason in bad[: self.MAX_LISTED])
         more = f"; and {len(bad) - self.MAX_LISTED} more" if len(bad) > self.MAX_LISTED else ""
+        # decoding stops once MAX_LISTED offenders are found: there may be more
+        count = str(len(bad)) if complete else f"at least {len(bad)}"
         super().__init__(
-            f"{len(bad)} of {total_clips} audio files could not be decoded: {listed}{more}. "
+            f"{count} of {total_clips} audio files could not be decoded: {listed}{more}. "
             "Fix or remove them, or pass --on-bad-audio skip to leave them out."
         )
         self.bad = bad

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import lru_cache
@@ -326,11 +326,13 @@ def _build_entry(
     sample_rates_hz: list[int] = []
     bad: list[tuple[str, str]] = []
     batch_size = _clips_per_batch(cfg, batch_mb)
-    batches = list(_batches(order, batch_size))
+    batches_list = list(_batches(order, batch_size))
+    batches: Iterable[Sequence[int]] = batches_list
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, desc=f"features {source.name}", unit="batch")
+        batches = tqdm(batches_list, desc=f"features {source.name}", unit="batch")
+    stopped_early = False
     workers = max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool, partial.open("r+b") as out:
         out.seek(header_bytes)
@@ -347,12 +349,13 @@ def _build_entry(
                 durations_s.append(duration_s)
                 sample_rates_hz.append(rate_hz)
             if on_bad_audio == "fail" and len(bad) >= BadAudioError.MAX_LISTED:
+                stopped_early = batch is not batches_list[-1]
                 break
             if waves:
                 features = log_mel(torch.stack(waves), cfg, device)
                 out.write(np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32).data)
     if bad and on_bad_audio == "fail":
-        raise BadAudioError(bad, n_total)
+        raise BadAudioError(bad, n_total, complete=not stopped_early)
     x_path = workdir / "x.npy"
     if bad:
         _compact(partial, x_path, header_bytes, len(kept), shape)

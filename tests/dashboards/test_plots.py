@@ -72,11 +72,11 @@ def test_axes_name_objectives_with_direction(study: SyntheticStudy) -> None:
     assert fig.layout.yaxis.title.text == "validation accuracy (higher is better)"
 
 
-def test_knee_is_annotated(study: SyntheticStudy) -> None:
+def test_knee_is_marked(study: SyntheticStudy) -> None:
     fig = plots.pareto_figure(
         study.records, OBJECTIVES, VRAM, ACC, knee_number=study.summary.knee_number
     )
-    knee = _traces(fig)[f"knee (trial {study.summary.knee_number})"]
+    knee = next(t for t in fig.data if t.name == f"knee (trial {study.summary.knee_number})")
     record = study.records[study.summary.knee_number]
     assert (knee.x[0], knee.y[0]) == (
         record.objectives["train_vram_mb"],

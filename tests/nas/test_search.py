@@ -135,3 +135,29 @@ def test_unknown_study_is_a_one_line_error(
     storage = f"sqlite:///{tmp_path / 'none.db'}"
     assert main(["pareto", "--study", "nope", "--storage", storage]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fixed_trials_run_through_ray(tmp_path: Path) -> None:
+    from nas import ray_backend
+
+    config = from_dict(tiny_config(tmp_path, study="fixed"))
+    data = load_study_features(config)
+    settings = TrialSettings(TrainConfig(epochs=1, batch_size=16), OBJECTIVES)
+    configs = [{"spec": _spec().to_dict()}, {"spec": {"nonsense": 1}}]
+    got: dict[int, tuple[str | None, str]] = {}
+
+    def on_result(index: int, final: dict[str, object] | None, error: str) -> None:
+        record = record_from_result(final, index) if final else None
+        got[index] = (record.status if record else None, error)
+
+    ray_backend.run_fixed_trials(
+        configs,
+        run_trial,
+        config=config,
+        data=data,
+        settings=settings,
+        name="fixed",
+        on_result=on_result,
+    )
+    assert got == {0: ("complete", ""), 1: ("failed", "")}

@@ -231,3 +231,14 @@ def test_cache_build_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert report["features_mb"] > 3 * allowed_growth_mb
     assert report["after_mb"] - report["before_mb"] < allowed_growth_mb, report
     assert report["memmap"] == "memmap" and report["finite"]
+
+
+def test_fail_lists_at_most_ten_offenders(tmp_path: Path) -> None:
+    fx.make_folder(tmp_path / "data")
+    for i in range(12):
+        (tmp_path / "data" / "cat" / f"broken{i:02d}.wav").write_bytes(b"")
+    with pytest.raises(BadAudioError) as info:
+        load_features(f"folder:{tmp_path / 'data'}", SMALL, cache_dir=tmp_path / "cache")
+    message = str(info.value)
+    assert message.startswith("12 of 22 audio files could not be decoded")
+    assert message.count("empty file") == 10 and "and 2 more" in message

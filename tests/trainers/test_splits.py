@@ -50,7 +50,7 @@ def test_split_is_seeded() -> None:
 def test_groups_never_leak_across_splits() -> None:
     clips = _clips({"a": 60, "b": 60}, groups=10)
     splits = stratified_split(clips, (0.6, 0.2, 0.2), seed=1)
-    where = {}
+    where: dict[str | None, str] = {}
     for clip, split in zip(clips, splits):
         assert where.setdefault(clip.group, split) == split
     counts = Counter(splits)
