@@ -60,6 +60,7 @@ NODE_ATTR = "ray_node_id"
 # (config, data, settings, report, device) -> final report; nas.search.run_trial is one
 TrialFunction = Callable[..., dict[str, Any]]
 GPU_SHARE_ATTR = "gpu_share"
+INTERRUPTED_ATTR = "fsnas_interrupted"  # no outcome: not counted, asked again on resume
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> bool:
@@ -169,8 +170,12 @@ def build_record(
     result: dict[str, Any] | None,
     error: bool,
     metric: str,
-) -> TrialRecord:
-    """Return the TrialRecord for a finished Tune trial (final report, early stop or crash)."""
+) -> TrialRecord | None:
+    """Return the TrialRecord for a finished Tune trial (final report, early stop or crash).
+
+    None for a trial interrupted before its final report without an error (Ctrl-C, the
+    search's time budget): it is no outcome, so it does not count and a resume asks again.
+    """
     record = None if trial_id in ledger.pruned else record_from_result(result, number)
     if record is not None:
         if result is not None:
@@ -197,7 +202,7 @@ def build_record(
     elif error:
         record.reason = ledger.error_text(trial_id)
     else:
-        record.reason = "stopped before its final report (search time budget or shutdown)"
+        return None
     return record
 
 
@@ -224,6 +229,12 @@ class FsnasOptunaSearch(OptunaSearch):
         record = build_record(
             self._ledger, trial_id, ot_trial.number, result, error, self._objective_names[0]
         )
+        assert self._ot_study is not None  # set up in __init__ (the space is given)
+        if record is None:
+            ot_trial.set_user_attr(INTERRUPTED_ATTR, True)
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
         ot_trial.set_user_attr(RECORD_ATTR, record.to_dict())
         ot_trial.set_user_attr(STATUS_ATTR, record.status)
         if result is not None and NODE_ATTR in result:
@@ -242,7 +253,6 @@ class FsnasOptunaSearch(OptunaSearch):
             state, told = optuna.trial.TrialState.PRUNED, None
         else:
             state, told = optuna.trial.TrialState.FAIL, None
-        assert self._ot_study is not None  # set up in __init__ (the space is given)
         self._ot_study.tell(ot_trial, told, state=state)
         self._completed_trials.add(trial_id)
         self._ledger.on_record(record)

@@ -303,6 +303,8 @@ def _build_entry(
     device: str,
     progress: bool,
     batch_mb: float,
+    split_ratios: Sequence[float],
+    seed: int,
 ) -> None:
     """Decode, featurise and write every clip of ``source`` into ``workdir`` (streaming).
 
@@ -357,8 +359,18 @@ def _build_entry(
     if bad and on_bad_audio == "fail":
         raise BadAudioError(bad, n_total, complete=not stopped_early)
     x_path = workdir / "x.npy"
+    kept_splits = [splits[i] for i in kept]
     if bad:
-        _compact(partial, x_path, header_bytes, len(kept), shape)
+        # split again over the clips that decoded, so a skipped file cannot empty a split
+        kept_splits = assign_splits(
+            replace(source, clips=[source.clips[i] for i in kept]), split_ratios, seed
+        )
+        rows = [r for name in SPLIT_NAMES for r, s in enumerate(kept_splits) if s == name]
+        _compact(partial, x_path, header_bytes, rows, shape)
+        kept = [kept[r] for r in rows]
+        kept_splits = [kept_splits[r] for r in rows]
+        durations_s = [durations_s[r] for r in rows]
+        sample_rates_hz = [sample_rates_hz[r] for r in rows]
     else:
         partial.replace(x_path)
     if source.task == "multi_label":
@@ -370,7 +382,6 @@ def _build_entry(
     np.save(workdir / "y.npy", y)
     np.save(workdir / "durations_s.npy", np.asarray(durations_s, dtype=np.float32))
     np.save(workdir / "sample_rates_hz.npy", np.asarray(sample_rates_hz, dtype=np.int32))
-    kept_splits = [splits[i] for i in kept]
     manifest = {
         "format": CACHE_FORMAT_VERSION,
         "key": key,
@@ -401,22 +412,23 @@ def _npy_header_length(handle: Any) -> int:
 
 
 def _compact(
-    partial: Path, x_path: Path, header_bytes: int, n_rows: int, shape: tuple[int, ...]
+    partial: Path, x_path: Path, header_bytes: int, rows: Sequence[int], shape: tuple[int, ...]
 ) -> None:
-    """Copy the first ``n_rows`` rows of ``partial`` into a correctly sized ``x_path``, chunked."""
+    """Write rows ``rows`` of ``partial``, in that order, to a correctly sized ``x_path``.
+
+    Row by row through plain reads and writes, so memory holds one row at a time.
+    """
     np.lib.format.open_memmap(
-        x_path, mode="w+", dtype=np.float32, shape=(n_rows, *shape[1:])
+        x_path, mode="w+", dtype=np.float32, shape=(len(rows), *shape[1:])
     ).flush()
     with x_path.open("rb") as handle:
         out_header = _npy_header_length(handle)
-    remaining = n_rows * int(np.prod(shape[1:])) * 4
+    row_bytes = int(np.prod(shape[1:])) * 4
     with partial.open("rb") as src, x_path.open("r+b") as dst:
-        src.seek(header_bytes)
         dst.seek(out_header)
-        while remaining > 0:
-            block = src.read(min(remaining, 1 << 24))
-            dst.write(block)
-            remaining -= len(block)
+        for row in rows:
+            src.seek(header_bytes + row * row_bytes)
+            dst.write(src.read(row_bytes))
     partial.unlink()
 
 
@@ -483,6 +495,8 @@ def load_features(
             device or default_device(),
             progress,
             batch_mb,
+            split_ratios,
+            seed,
         )
         try:
             workdir.rename(entry)

@@ -9,13 +9,15 @@ optimizer and tensors are released before ``fit`` returns, so the next trial in 
 measures the same peak VRAM as in a fresh one.
 
 Peak training VRAM on CUDA (``vram_source="measured"``), DESIGN.md's protocol inside the real
-training: the feature tensors go to the GPU first and ``memory_allocated()`` is read (that base
-excludes the dataset cache and anything else already resident); ``_VRAM_WARMUP_STEPS`` training
-steps at the trial's batch size then select cuDNN/cuBLAS algorithms; ``gc.collect();
-synchronize(); empty_cache(); reset_peak_memory_stats()`` follows, and the peak of the rest of the
-first epoch's steps minus the base is ``train_vram_mb`` (weights, gradients, optimizer state, one
-batch and everything a step creates). ``cudnn.benchmark`` is set from the TrainConfig and
-recorded. On CPU the figure is the estimate of ``trainers.cost``.
+training: ``_VRAM_WARMUP_STEPS`` training steps at the trial's batch size select the cuDNN/cuBLAS
+algorithms; then the gradients are dropped and ``gc.collect(); synchronize(); empty_cache();
+reset_peak_memory_stats()`` runs; the peak of the rest of the first epoch's steps minus what the
+trial does not own is ``train_vram_mb`` (weights, gradients, optimizer state, one batch and
+everything a step creates). "Not owned" is the allocation at the reset minus the model's and
+optimizer's tensors: the dataset cache, other trials' tensors and the per-process cuBLAS
+workspace, which a process's first trial would otherwise count and later trials would not.
+``cudnn.benchmark`` is set from the TrainConfig and recorded. On CPU the figure is the estimate
+of ``trainers.cost``.
 """
 
 from __future__ import annotations
@@ -379,6 +381,27 @@ class _SimulatedMemoryLimit:
             handle.remove()
 
 
+def _trial_bytes(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    dev: torch.device,
+    batch: tuple[torch.Tensor, ...],
+) -> int:
+    """Return the allocator bytes of the model's, optimizer's and batch's tensors on ``dev``.
+
+    Each storage counts once, rounded up to the caching allocator's 512-byte blocks.
+    """
+    tensors: list[torch.Tensor] = [*model.parameters(), *model.buffers(), *batch]
+    for state in optimizer.state.values():
+        tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    sizes: dict[int, int] = {}
+    for tensor in tensors:
+        if tensor.device == dev:
+            storage = tensor.untyped_storage()
+            sizes[storage.data_ptr()] = -(-storage.nbytes() // 512) * 512
+    return sum(sizes.values())
+
+
 @dataclass
 class _Best:
     key: tuple[float, float] = (-math.inf, -math.inf)
@@ -497,7 +520,6 @@ def _run_trial(
     result.extra["data_on_device"] = tensors.on_device
     if cuda:
         torch.cuda.synchronize(dev)
-        base_allocated = torch.cuda.memory_allocated(dev)
         base_reserved = torch.cuda.memory_reserved(dev)
 
     generator = _seed_everything(config.seed)
@@ -536,6 +558,7 @@ def _run_trial(
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(dev)
                     state_allocated = torch.cuda.memory_allocated(dev)
+                    not_owned = state_allocated - _trial_bytes(model, optimizer, dev, (xb, yb))
                 if simulated is not None:
                     simulated.new_step()
                 optimizer.zero_grad(set_to_none=True)
@@ -556,9 +579,7 @@ def _run_trial(
                     raise _Diverged(f"training loss became non-finite in epoch {epoch}")
             if cuda and epoch == 1:
                 torch.cuda.synchronize(dev)
-                result.train_vram_mb = (
-                    torch.cuda.max_memory_allocated(dev) - base_allocated
-                ) / _MIB
+                result.train_vram_mb = (torch.cuda.max_memory_allocated(dev) - not_owned) / _MIB
                 result.vram_source = "measured"
                 result.extra["train_vram_above_state_mb"] = (
                     torch.cuda.max_memory_allocated(dev) - state_allocated

@@ -15,6 +15,7 @@ FLAG_KEYS: dict[str, str] = {
     "data": "data.source",
     "epochs": "train.epochs",
     "batch": "train.batch_size",
+    "lr": "train.lr",
     "tracking_uri": "tracking_uri",
     "address": "resources.address",
     "gpus_per_trial": "resources.gpus_per_trial",
@@ -65,9 +66,10 @@ def register(subparsers: Any) -> None:
         help=f"channels of every layer of a --study ({STUDY_DEFAULT_CHANNELS})",
     )
     parser.add_argument("--seeds", type=int, default=3, metavar="K", help="seeds per variant (3)")
-    parser.add_argument("--data", metavar="KIND[:PATH]", help="e.g. fsdd:DIR, synthetic")
+    parser.add_argument("--data", metavar="KIND[:PATH]", help="e.g. fsdd:DIR (default synthetic)")
     parser.add_argument("--epochs", type=int, metavar="E", help="epochs per trial")
-    parser.add_argument("--batch", type=int, metavar="B", help="training batch size")
+    parser.add_argument("--batch", type=int, metavar="B", help="training batch size (64)")
+    parser.add_argument("--lr", type=float, metavar="LR", help="learning rate (0.001)")
     parser.add_argument(
         "--metric",
         metavar="NAME",

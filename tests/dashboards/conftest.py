@@ -119,7 +119,7 @@ def build_study(n_trials: int = 12, seed: int = 0, name: str = "synthetic") -> S
     """Return ``n_trials`` records (statuses cycling through STATUSES) with front and HV set."""
     rng = random.Random(seed)
     records = [make_record(i, STATUSES[i % len(STATUSES)], rng) for i in range(n_trials)]
-    history = []
+    history: list[tuple[int, float]] = []
     for k in range(1, n_trials + 1):
         done = [r for r in records[:k] if r.status == "complete"]
         if done and (not history or history[-1][0] != len(done)):

@@ -73,11 +73,9 @@ def test_axes_name_objectives_with_direction(study: SyntheticStudy) -> None:
 
 
 def test_knee_is_marked(study: SyntheticStudy) -> None:
-    fig = plots.pareto_figure(
-        study.records, OBJECTIVES, VRAM, ACC, knee_number=study.summary.knee_number
-    )
-    knee = next(t for t in fig.data if t.name == f"knee (trial {study.summary.knee_number})")
-    record = study.records[study.summary.knee_number]
+    record = [r for r in study.records if r.on_pareto_front][1]
+    fig = plots.pareto_figure(study.records, OBJECTIVES, VRAM, ACC, knee_number=record.number)
+    knee = next(t for t in fig.data if t.name == f"knee (trial {record.number})")
     assert (knee.x[0], knee.y[0]) == (
         record.objectives["train_vram_mb"],
         record.objectives["val_accuracy"],
@@ -135,7 +133,7 @@ def test_study_artifacts_two_objectives(tmp_path: Path, study: SyntheticStudy) -
     best = json.loads((tmp_path / "best_spec.json").read_text())
     assert best["trial_number"] == study.summary.knee_number
     assert best["selected_by"] == "knee"
-    assert best["spec"] == study.records[study.summary.knee_number].spec
+    assert best["spec"] == study.records[best["trial_number"]].spec
 
 
 def test_study_artifacts_three_objectives_add_pairwise_plots(

@@ -83,7 +83,7 @@ def test_parent_and_one_child_per_trial_with_tags_params_metrics(store: str) -> 
     assert parent.data.metrics["hypervolume"] == pytest.approx(
         study.summary.hypervolume_history[-1][1]
     )
-    artifacts = {a.path: a.file_size for a in client.list_artifacts(parent_id)}
+    artifacts = {a.path: a.file_size or 0 for a in client.list_artifacts(parent_id)}
     for name in ("pareto.html", "pareto.png", "hypervolume.html", "trials.csv", "pareto.json"):
         assert artifacts[name] > 0, name
     assert (
@@ -167,10 +167,12 @@ def test_outage_keeps_trials_and_backfills(store: str, monkeypatch: pytest.Monke
         warnings.simplefilter("always")
         assert not tracker.log_trial(study.records[1])
         assert not tracker.log_trial(study.records[2])
+        assert tracker.pending == [1, 2]
+        # a refresh queues every trial it was shown that is not stored yet
         assert not tracker.refresh(study.records, study.summary)
+        assert tracker.pending == [1, 2, 3, 4, 5]
     outage_warnings = [w for w in caught if "Connection refused" in str(w.message)]
     assert len(outage_warnings) == 1  # warned once, not per trial
-    assert tracker.pending == [1, 2]
 
     monkeypatch.setattr(tracker._client, "create_run", real_create)
     monkeypatch.setattr(tracker._client, "log_artifacts", real_upload)

@@ -191,3 +191,17 @@ def test_trial_resources_cpu_fixed_and_auto(tmp_path: Any) -> None:
     assert bundles == [{"CPU": 2.0, "GPU": 0.125}]
     # an unknown need (broken spec) takes a whole GPU rather than risk an OOM
     assert auto({"spec": {"bad": 1}}).bundles == [{"CPU": 2.0, "GPU": 1.0}]
+
+
+def test_interrupted_trial_is_no_outcome(
+    searcher_and_records: tuple[FsnasOptunaSearch, list[TrialRecord], TrialLedger],
+) -> None:
+    searcher, records, _ = searcher_and_records
+    searcher.suggest("a")
+    # stopped (Ctrl-C, search time budget) after an epoch report, without error or final report
+    searcher.on_trial_complete("a", {"epoch": 1, "val_accuracy": 0.5, "train_vram_mb": 9.0})
+    study = searcher._ot_study
+    assert study is not None
+    assert records == []
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert load_records(study) == []  # not counted: a resumed search asks again

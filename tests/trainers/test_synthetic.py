@@ -88,13 +88,13 @@ def test_vertical_filters_win_on_timbre_and_time_filters_on_temporal_pattern(
     temporal = np.isin(y_test, [data.labels.index(c) for c in TEMPORAL_CLASSES])
     designs = {
         # Pons-style single layer of tall filters, max over frequency: timbre, not time
-        "vertical": Branch(height="0.8M", width=3, channels=24, freq_reduce="max"),
+        "vertical": Branch(height="0.8M", width=3, channels=16, freq_reduce="max"),
         # 1 x w filters, max over frequency: temporal pattern, not spectral shape
-        "time_only": Branch(height=1, width=13, channels=24, freq_reduce="max"),
+        "time_only": Branch(height=1, width=13, channels=16, freq_reduce="max"),
     }
     accuracy = {}
     for name, branch in designs.items():
-        predictions = _train_and_score(ArchSpec(frontend=(branch,)), x, y, x_test, epochs=12)
+        predictions = _train_and_score(ArchSpec(frontend=(branch,)), x, y, x_test, epochs=10)
         correct = predictions == y_test
         accuracy[name] = (correct[timbre].mean(), correct[temporal].mean())
     (vertical_timbre, vertical_temporal) = accuracy["vertical"]
