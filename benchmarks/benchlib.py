@@ -76,7 +76,7 @@ def load_average() -> list[float]:
 
 def utc_now() -> str:
     """Return the current UTC time as ISO 8601 with seconds."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass

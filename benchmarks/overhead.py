@@ -33,13 +33,13 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
+import benchlib
 
-from search_spaces import ArchSpec, Branch, Head  # noqa: E402
-from trainers.features import load_features  # noqa: E402
-from trainers.featureset import FeatureSet  # noqa: E402
-from trainers.result import TrainConfig  # noqa: E402
-from trainers.train import fit  # noqa: E402
+from search_spaces import ArchSpec
+from trainers.features import load_features
+from trainers.featureset import FeatureSet
+from trainers.result import TrainConfig
+from trainers.train import fit
 
 RATIO_GOAL = 1.10
 OVERHEAD_GOAL_S = 0.75
@@ -65,9 +65,9 @@ def one_point_space(channels: int) -> dict[str, Any]:
 
 def one_point_spec(data: FeatureSet, channels: int) -> ArchSpec:
     """Return the spec the one-point space samples (the search records it; checked below)."""
-    from search_spaces.space import SearchSpace
-
     import optuna
+
+    from search_spaces.space import SearchSpace
 
     space = SearchSpace.from_dict(
         {**one_point_space(channels), "n_mels": data.n_mels, "n_frames": data.n_frames}

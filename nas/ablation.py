@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from dashboards.records import Objective, StudySummary, TrialRecord
+from nas.config import StudyConfig
 from nas.search import TrialSettings, record_from_result, run_trial
 from nas.stats import PairedComparison, Summary, paired_comparison, summarize
 from search_spaces.errors import FsnasError, SpecError
@@ -100,6 +101,7 @@ class AblationPlan:
     seeds: tuple[int, ...]
     factors: tuple[str, ...] = ()
     description: str = ""
+    study: str = ""  # the built-in study it came from ("" for --factor plans)
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -158,6 +160,7 @@ class AblationPlan:
         """Return a JSON-ready description of the plan (every variant's spec included)."""
         return {
             "name": self.name,
+            "study": self.study,
             "description": self.description,
             "factors": list(self.factors),
             "seeds": list(self.seeds),
@@ -432,6 +435,7 @@ def study_plan(
         seeds=tuple(seeds),
         factors=study.factors,
         description=f"{study.description} ({channels} channels, {n_mels} × {n_frames} input)",
+        study=name,
     )
 
 
@@ -472,11 +476,11 @@ def local_runner(
     return run
 
 
-def ray_runner(study_config: Any, data: FeatureSet, settings: TrialSettings) -> TrialRunner:
+def ray_runner(study_config: StudyConfig, data: FeatureSet, settings: TrialSettings) -> TrialRunner:
     """Return a runner that sends the trials through Ray Tune, as the search does.
 
-    ``study_config`` (a ``nas.config.StudyConfig``) gives the cluster address, resources,
-    concurrency and Tune's storage folder.
+    ``study_config`` gives the cluster address, resources (GPU shares sized from each spec
+    with ``gpus_per_trial=auto``), concurrency, actor reuse and Tune's storage folder.
     """
 
     def run(configs: list[dict[str, Any]], on_result: ResultCallback) -> None:
@@ -776,7 +780,8 @@ def plot_points(plan: AblationPlan, stats: Sequence[VariantStats], metric: str) 
     x_factor = plan.factors[0] if plan.factors else ""
     series_factor = plan.factors[1] if len(plan.factors) > 1 else None
     for s in stats:
-        x = s.variant.factor_value(x_factor)
+        # a study's variants change more than its named factor: their names say what changed
+        x = s.variant.name if plan.study else s.variant.factor_value(x_factor)
         series = s.variant.factor_value(series_factor) if series_factor else None
         intervals = {
             key: Interval(summary.mean, summary.ci_low, summary.ci_high)
@@ -876,18 +881,20 @@ def run_ablation(
         if tracker is not None:
             _log_trial(tracker, plan, trial, record)
 
-    status = "FINISHED"
+    status = "KILLED"
     try:
         runner(configs, on_result)
-    except BaseException:
-        status = "KILLED"
-        raise
+        missing = [t.number for t in trials if t.number not in records]
+        if missing:
+            # Ray Tune catches Ctrl-C itself and returns with the unfinished trials unreported
+            raise AblationError(
+                f"ablation {plan.name!r}: {len(missing)} of {len(trials)} trials did not finish "
+                f"(interrupted?): numbers {missing}; finished trials are logged"
+            )
+        status = "FINISHED"
     finally:
         if status != "FINISHED" and tracker is not None:
             tracker.finish(list(records.values()), _summary(plan, metric), status)
-    missing = [t.number for t in trials if t.number not in records]
-    if missing:
-        raise AblationError(f"ablation {plan.name!r}: the runner returned no result for {missing}")
     ordered = [records[t.number] for t in trials]
     stats = aggregate(plan, ordered, metric)
     vram_source = _vram_source(ordered)
@@ -1002,9 +1009,9 @@ def write_outputs(outcome: AblationOutcome, out_dir: Path) -> list[Path]:
     summary_path = out_dir / SUMMARY_JSON
     summary_path.write_text(json.dumps(json_ready(outcome.to_dict()), indent=2), encoding="utf-8")
     files.append(summary_path)
-    x_title = " × ".join(plan.factors[:1]) or "variant"
-    if plan.name in STUDIES:
-        x_title = "depth (first filter height grows as depth shrinks)"
+    x_title = plan.factors[0] if plan.factors else "variant"
+    if plan.study:
+        x_title = f"{plan.study}: variant (depth, first filter height × width)"
     files.extend(
         write_ablation_plots(
             out_dir,

@@ -276,7 +276,7 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
 
         def constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
             # set by the backend before tell; trials without it (failed) count as feasible
-            return [float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0))]
+            return [float(v) for v in trial.user_attrs.get(CONSTRAINT_ATTR, [0.0])]
 
     if search.sampler == "nsga2":
         population = search.population_size or max(2, min(search.trials, 50) // 2)

@@ -4,7 +4,9 @@ Crop/pad policy (one place): a clip shorter than the target is zero-padded at th
 clip is cut to the target length by ``fix_length`` with ``"center"`` (evaluation and the feature
 cache, the default of ``FeatureConfig.crop``), ``"start"`` (keep the onset, e.g. NSynth notes) or
 ``"random"`` (training-time augmentation, drawn from a seeded generator). ``chunk_starts`` gives
-the evenly spaced windows used to average predictions over a long clip at evaluation.
+the evenly spaced windows used to average predictions over a long clip at evaluation. The same
+policy on cached features (frames instead of samples): ``trainers.features.crop_frames`` and
+``chunk_frames``.
 """
 
 from __future__ import annotations

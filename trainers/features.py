@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from trainers.audio import fix_length, resample, to_mono
+from trainers.audio import CropPolicy, chunk_starts, crop_start, fix_length, resample, to_mono
 from trainers.errors import AudioDecodeError, BadAudioError, CacheError, DataError
 from trainers.featureset import FeatureConfig, FeatureSet, Split
 from trainers.sources import SPLIT_NAMES, Clip, Source, open_source
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import torch
 
 CACHE_FORMAT_VERSION = 1
+_STALE_BUILD_S = 24 * 3600
 OnBadAudio = Literal["fail", "skip"]
 
 _GENERAL = FeatureConfig(sample_rate_hz=16000, clip_seconds=1.0, n_fft=512, hop_length=160)
@@ -172,6 +173,39 @@ def waveform_to_features(
             f"got shape {tuple(waveform.shape)}"
         )
     return log_mel(torch.stack(clips), cfg, str(waveform.device))
+
+
+def crop_frames(
+    features: np.ndarray,
+    n_frames: int,
+    policy: CropPolicy = "center",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Return ``(N, 1, M, n_frames)`` windows of cached ``(N, 1, M, T)`` features, one per clip.
+
+    The frame-level form of the crop policy, for features cached longer than the model input
+    (a ``FeatureConfig`` with a larger ``clip_seconds``): ``"random"`` draws a start per clip
+    (training), ``"center"``/``"start"`` are fixed (evaluation). Shorter inputs are zero-padded.
+    """
+    total = features.shape[-1]
+    if total < n_frames:
+        pad = [(0, 0)] * (features.ndim - 1) + [(0, n_frames - total)]
+        return np.pad(features, pad)
+    starts = [crop_start(total, n_frames, policy, rng) for _ in range(features.shape[0])]
+    return np.stack([clip[..., s : s + n_frames] for clip, s in zip(features, starts)])
+
+
+def chunk_frames(features: np.ndarray, n_frames: int, n_chunks: int) -> np.ndarray:
+    """Return ``(N, n_chunks, 1, M, n_frames)`` evenly spaced windows of ``(N, 1, M, T)`` features.
+
+    For evaluation by averaging a model's outputs over the chunks of each clip.
+    """
+    total = features.shape[-1]
+    if total < n_frames:
+        features = crop_frames(features, n_frames)
+        total = n_frames
+    starts = chunk_starts(total, n_frames, n_chunks)
+    return np.stack([features[..., s : s + n_frames] for s in starts], axis=1)
 
 
 # -- the cache ----------------------------------------------------------------------------------
@@ -483,6 +517,9 @@ def load_features(
         except CacheError:
             shutil.rmtree(entry, ignore_errors=True)  # corrupt or partial: rebuild below
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".{key}.*"):  # left by a killed build; a live one is younger
+        if time.time() - stale.stat().st_mtime > _STALE_BUILD_S:
+            shutil.rmtree(stale, ignore_errors=True)
     workdir = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
         _build_entry(

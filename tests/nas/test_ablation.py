@@ -283,6 +283,20 @@ def test_table_csv_and_summary_rows(tmp_path: Path) -> None:
     assert rows[0]["test_accuracy_vs_base_p_value"] == ""
 
 
+def test_plot_points_x_is_the_factor_value_or_a_study_variant_name() -> None:
+    plan = ablation.factor_plan(BASE, "channels", [8], [0])
+    records = [_record(0, 0.5, 1), _record(1, 0.6, 2)]
+    points = ablation.plot_points(
+        plan, ablation.aggregate(plan, records, "test_accuracy"), "test_accuracy"
+    )
+    assert [(p.x, p.is_base) for p in points] == [("base", True), ("8", False)]
+    assert points[1].values["test_accuracy"].mean == 0.6
+    study = ablation.study_plan("vgg-to-vertical", 64, 101, [0])
+    points = ablation.plot_points(study, ablation.aggregate(study, [], "test_accuracy"), "m")
+    assert [p.x for p in points] == [v.name for v in study.variants]
+    assert all(not p.values for p in points)
+
+
 # -- runs ------------------------------------------------------------------------------------------
 def _features(n_mels: int = 16, n_frames: int = 20, seed: int = 0) -> FeatureSet:
     """Random features with a class-dependent offset (learnable in one epoch, not trivially)."""

@@ -139,23 +139,37 @@ def test_early_stopped_low_cost_trial_never_reaches_the_front(
     assert hv == pytest.approx(0.90 * 20.0)  # reference VRAM 1.1 x 200 of the complete trial
 
 
-def test_constraint_is_set_before_tell(
-    searcher_and_records: tuple[FsnasOptunaSearch, list[TrialRecord], TrialLedger],
-) -> None:
-    searcher, records, _ = searcher_and_records
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_constraint_reaches_the_sampler(sampler: str) -> None:
+    from nas.config import load_config
+    from nas.search import make_sampler
+
+    config = load_config(None, {"search.sampler": sampler, "search.max_train_vram_mb": 200.0})
+    records: list[TrialRecord] = []
+    searcher = FsnasOptunaSearch(
+        ledger=_ledger(records),
+        objective_names=["val_accuracy", "train_vram_mb"],
+        space=lambda trial: {"x": trial.suggest_int("x", 0, 9)},
+        metric=["val_accuracy", "train_vram_mb"],
+        mode=["max", "min"],
+        sampler=make_sampler(config),
+        study_name=f"constraint-{sampler}",
+    )
     searcher.suggest("a")
     final = _final(0.9, 300.0)
     record = json.loads(final[RECORD_JSON_KEY])
     record["status"] = "infeasible"
-    record["costs"]["fsnas_constraint"] = 100.0
+    record["costs"]["fsnas_constraint"] = 100.0  # measured 300 MB against a 200 MB limit
     final[RECORD_JSON_KEY] = json.dumps(record)
     searcher.on_trial_complete("a", final)
     study = searcher._ot_study
     assert study is not None
     trial = study.trials[0]
-    # COMPLETE with its measured values, the violation visible to constraints_func
+    # COMPLETE with its measured values; the sampler's constraints_func read the violation
+    # from the user attribute at tell time and stored it where its selection looks
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs["fsnas_constraint"] == [100.0]
+    assert trial.system_attrs["constraints"] == [100.0]
     assert records[0].status == "infeasible"
 
 

@@ -20,6 +20,8 @@ from trainers.audio import read_audio
 from trainers.errors import BadAudioError, DataError
 from trainers.features import (
     DEFAULT_FEATURE_CONFIGS,
+    chunk_frames,
+    crop_frames,
     default_feature_config,
     load_features,
     waveform_to_features,
@@ -149,6 +151,8 @@ def test_bad_audio_skip_reports_and_converts_24_bit_and_stereo(tmp_path: Path) -
     assert sorted(paths) == sorted(str(files[n]) for n in ("good_a", "good_b", "pcm24", "stereo"))
     assert features.sample_rates_hz is not None
     assert sorted(features.sample_rates_hz.tolist()) == [16000, 16000, 16000, 44100]
+    # the split is drawn over the clips that decoded: no split is left empty by a bad file
+    assert (len(features.train), len(features.valid), len(features.test)) == (2, 1, 1)
     # the stereo 44.1 kHz FLAC was downmixed and resampled: same row as the one-clip transform
     split = next(
         s
@@ -190,7 +194,7 @@ _STREAM_SCRIPT = textwrap.dedent(
     from trainers.features import load_features
     root = sys.argv[1]
     # 20 s clips, 128 mels x 10001 frames: 5.1 MB of features per clip
-    cfg = FeatureConfig(sample_rate_hz=16000, clip_seconds=20.0, n_fft=256, hop_length=32,
+    cfg = FeatureConfig(sample_rate_hz=16000, clip_seconds=20.0, n_fft=512, hop_length=32,
                         n_mels=128)
     def peak_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -242,3 +246,18 @@ def test_fail_lists_at_most_ten_offenders(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith("12 of 22 audio files could not be decoded")
     assert message.count("empty file") == 10 and "and 2 more" in message
+
+
+def test_frame_crops_for_training_and_chunks_for_evaluation() -> None:
+    features = np.arange(2 * 3 * 10, dtype=np.float32).reshape(2, 1, 3, 10)
+    centre = crop_frames(features, 4)
+    np.testing.assert_array_equal(centre, features[..., 3:7])
+    starts = {
+        int(crop_frames(features, 4, "random", np.random.default_rng(s))[0, 0, 0, 0])
+        for s in range(30)
+    }
+    assert starts <= set(range(7)) and len(starts) > 3
+    assert crop_frames(features, 12).shape == (2, 1, 3, 12)
+    chunks = chunk_frames(features, 4, 3)
+    assert chunks.shape == (2, 3, 1, 3, 4)
+    np.testing.assert_array_equal(chunks[:, 2], features[..., 6:10])
