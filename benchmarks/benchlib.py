@@ -107,15 +107,16 @@ def _finite(value: Any) -> Any:
 def write_result(run: BenchRun, payload: dict[str, Any], out_dir: Path | None = None) -> Path:
     """Write ``payload`` plus machine, date, load and wall time to ``<out_dir>/<name>.json``."""
     out = (out_dir or RESULTS_DIR) / f"{run.name}.json"
-    full = {
+    full: dict[str, Any] = {
         "benchmark": run.name,
         "date_utc": run.started_utc,
         "machine": machine_info(),
         "load_average_start": run.load_start,
         "load_average_end": load_average(),
         "seconds": round(time.monotonic() - run.started, 1),
-        **payload,
     }
+    # these facts are the harness's; a payload's own "machine" (a bare arch name) yields
+    full.update({k: v for k, v in payload.items() if k not in full})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_finite(full), indent=1) + "\n", encoding="utf-8")
@@ -162,7 +163,9 @@ def run_cli_search(
     path = workdir / "study.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     argv = [*fsnas_command(), "search", "--config", str(path), *(flags or [])]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # "local": a fresh Ray instance; without it ray.init joins any cluster already running on
+    # the machine (another user's `ray start`, a test's simulated cluster)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local")
     done_at: dict[int, float] = {}
     lines: list[str] = []
     started = time.monotonic()

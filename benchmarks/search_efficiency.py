@@ -1,7 +1,8 @@
 """Search efficiency: hypervolume after 20 and 40 trials for nsga2, tpe and random, 3 seeds each.
 
 What runs (cheap but real): the shipped config for the embedded default (``configs/demo.yaml``:
-its space, objectives ``val_accuracy`` vs estimated ``train_vram_mb``, batch 32, lr 0.003) on a
+its space, objectives ``val_accuracy`` vs estimated ``train_vram_mb``, batch 32, lr 0.003,
+NSGA-II generations of 8, TPE's 10 random start-up trials) on a
 smaller draw of the synthetic data (``synthetic:clips_per_class=40`` = 400 one-second clips,
 seeded 80/10/10 split) and ``--epochs`` 2 epochs per trial, with a per-trial training time
 budget of ``--trial-budget-s`` seconds as a guard. Each (sampler, seed) study asks 40 trials
@@ -46,8 +47,6 @@ def study_overrides(
         "search.sampler": sampler,
         "search.seed": seed,
         "search.trials": trials,
-        # nsga2: the default generation size for this many trials, not demo.yaml's 8
-        "search.population_size": max(2, min(trials, 50) // 2),
         "data.source": data,
         "data.cache_dir": str(benchlib.CACHE_DIR),
         "train.epochs": epochs,
@@ -185,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trial-budget-s", type=float, default=10.0)
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--workers", type=int, default=2, help="parallel studies")
+    parser.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS))
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny settings")
     parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.trials, args.seeds, args.epochs = 4, 1, 1
+        args.trials, args.seeds, args.epochs, args.workers = 2, 1, 1, 1
         args.data = "synthetic:clips_per_class=3,seed=0"
     early = args.trials // 2
     checkpoints = [early, args.trials]
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
         for seed in range(args.seeds)
-        for sampler in SAMPLERS
+        for sampler in args.samplers
     ]
     # build the feature cache once, before the workers race to build it
     from nas.config import load_config

@@ -70,6 +70,11 @@ _HTTP_ENV_DEFAULTS = {
 }
 # After a failure, queue trials for this long before trying the server again.
 _RETRY_AFTER_S = 30.0
+# At the end of a study, wait this long for a store that is down (a server restarting) before
+# leaving queued trials to a resumed run; FSNAS_MLFLOW_FINISH_WAIT_S overrides it.
+FINISH_WAIT_ENV = "FSNAS_MLFLOW_FINISH_WAIT_S"
+_FINISH_WAIT_S = 120.0
+_FINISH_POLL_S = 5.0
 
 # Status of a child run in the MLflow UI for each trial status.
 _RUN_STATUS = {
@@ -167,6 +172,20 @@ def uri_is_sqlite(uri: str) -> bool:
 
 def _sqlite_path(uri: str) -> Path:
     return Path(uri[len("sqlite:///") :] or DEFAULT_TRACKING_URI_FILE)
+
+
+def _finish_wait_s() -> float:
+    """Return the end-of-study wait for a store that is down: $FSNAS_MLFLOW_FINISH_WAIT_S or 120."""
+    text = os.environ.get(FINISH_WAIT_ENV, "").strip()
+    if not text:
+        return _FINISH_WAIT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise TrackingError(f"${FINISH_WAIT_ENV}: expected seconds, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise TrackingError(f"${FINISH_WAIT_ENV}: expected seconds >= 0, got {text!r}")
+    return value
 
 
 def _lower_http_retries() -> None:
@@ -338,8 +357,10 @@ class StudyTracker:
         kind: StudyKind = "search",
         refresh_every: int = 5,
         device: str | None = None,
+        finish_wait_s: float | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.finish_wait_s = _finish_wait_s() if finish_wait_s is None else finish_wait_s
         self.study_name = study_name
         self.config = dict(config)
         self.kind = kind
@@ -356,6 +377,7 @@ class StudyTracker:
         self._refresh_pending = False
         self._retry_at = 0.0
         self._warned = False
+        self._outage = False  # the last failure was the store not answering (not a refusal)
         self.rejected: list[int] = []  # trial numbers the store refused (bad data, not outage)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -476,20 +498,38 @@ class StudyTracker:
     ) -> bool:
         """Backfill queued trials, refresh artifacts and close the parent run; True if all stored.
 
-        When the store is still down, a warning says how many trials could not be logged;
-        they remain in ``pending`` so a caller may try ``finish`` again.
+        A store that does not answer (a server restarting) is retried for up to
+        ``finish_wait_s`` seconds. When it is still down, a warning says how many trials could
+        not be logged; they remain in ``pending`` so a caller may try ``finish`` again, and a
+        resumed search logs them from the Optuna storage.
         """
         for record in records:
             if record.number not in self._children and record.number not in self.rejected:
                 self._pending.setdefault(record.number, record)
-        self._retry_at = 0.0
-        ok = self.refresh(records, summary) and not self._pending
-        if ok and self.parent_run_id is not None:
-            try:
-                self._client.set_terminated(self.parent_run_id, status=status)
-            except Exception as exc:
-                self._failed(exc)
-                ok = False
+        deadline = time.monotonic() + self.finish_wait_s
+        waiting = False
+        while True:
+            self._retry_at = 0.0
+            self._outage = False
+            ok = self.refresh(records, summary) and not self._pending
+            if ok and self.parent_run_id is not None:
+                try:
+                    self._client.set_terminated(self.parent_run_id, status=status)
+                except Exception as exc:
+                    self._failed(exc)
+                    ok = False
+            if ok or not self._outage or time.monotonic() >= deadline:
+                break
+            if not waiting:
+                waiting = True
+                warnings.warn(
+                    f"MLflow tracking store {self.tracking_uri} is not answering; waiting up to "
+                    f"{self.finish_wait_s:.0f} s ({FINISH_WAIT_ENV}) to log "
+                    f"{len(self._pending)} queued trial(s)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            time.sleep(max(0.0, min(_FINISH_POLL_S, deadline - time.monotonic())))
         if not ok:
             warnings.warn(
                 f"MLflow tracking store {self.tracking_uri}: study {self.study_name!r} finished "
@@ -540,6 +580,8 @@ class StudyTracker:
 
     def _failed(self, exc: Exception) -> None:
         self._retry_at = time.monotonic() + _RETRY_AFTER_S
+        # waiting helps a store that is down, never one that refuses the request
+        self._outage = not _is_rejection(exc)
         if not self._warned:
             self._warned = True
             warnings.warn(

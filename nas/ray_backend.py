@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from nas.config import StudyConfig, parse_gpus_per_trial
 from nas.search import (
     CONSTRAINT_ATTR,
     FINAL_KEY,
+    NATIVE_CONSTRAINTS,
     RECORD_ATTR,
     STATUS_ATTR,
     Progress,
@@ -72,7 +74,8 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
         os.environ.setdefault(key, value)
     # failed trials report no objectives; fsnas records them itself
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # fsnas's define-by-run function only samples; Ray's "took N seconds" hint is noise here
+    warnings.filterwarnings("ignore", message="Define-by-run function passed", category=UserWarning)
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {
@@ -241,14 +244,25 @@ class FsnasOptunaSearch(OptunaSearch):
             ot_trial.set_user_attr(NODE_ATTR, str(result[NODE_ATTR]))
             ot_trial.set_user_attr(GPU_SHARE_ATTR, float(result[GPU_SHARE_ATTR]))
         if CONSTRAINT_ATTR in record.costs:
-            ot_trial.set_user_attr(CONSTRAINT_ATTR, [float(record.costs[CONSTRAINT_ATTR])])
+            violation = float(record.costs[CONSTRAINT_ATTR])
+            ot_trial.set_user_attr(CONSTRAINT_ATTR, [violation])
+            if NATIVE_CONSTRAINTS:
+                ot_trial.set_constraint("train_vram_mb", violation)
         values = [record.objectives.get(n) for n in self._objective_names]
         has_values = all(v is not None and math.isfinite(v) for v in values)
+        told: list[float] | None = None
         if record.status in ("complete", "infeasible") and has_values:
             # measured-infeasible trials are COMPLETE with a violated constraint, which is what
-            # the samplers' constraints_func understands
+            # the samplers' constraint handling understands
             state = optuna.trial.TrialState.COMPLETE
-            told: list[float] | None = [float(v) for v in values if v is not None]
+            told = [float(v) for v in values if v is not None]
+        elif record.status == "infeasible" and CONSTRAINT_ATTR in record.costs:
+            # untrained (its estimate broke the limit): the sampler must still learn to avoid
+            # the region. Constrained NSGA-II/TPE rank infeasible trials by violation alone,
+            # so the placeholder values (worst metric, the estimated cost) never steer them;
+            # the fsnas record keeps no metric for it.
+            state = optuna.trial.TrialState.COMPLETE
+            told = [self._placeholder(name, record) for name in self._objective_names]
         elif record.status == "pruned":
             state, told = optuna.trial.TrialState.PRUNED, None
         else:
@@ -256,6 +270,12 @@ class FsnasOptunaSearch(OptunaSearch):
         self._ot_study.tell(ot_trial, told, state=state)
         self._completed_trials.add(trial_id)
         self._ledger.on_record(record)
+
+    def _placeholder(self, name: str, record: TrialRecord) -> float:
+        if name == self._objective_names[0]:
+            return 0.0  # the metric (accuracy, ROC-AUC) is never below 0
+        value = record.costs.get(name)
+        return float(value) if value is not None else math.inf
 
     # Optuna's RDB storage is the searcher's state; Tune's pickled copy is never used.
     def save(self, checkpoint_path: str) -> None:

@@ -20,7 +20,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
+
+import optuna
 
 from dashboards.records import Objective, StudySummary, TrialRecord
 from nas import pareto
@@ -30,12 +32,11 @@ from search_spaces.spec import ArchSpec
 from trainers.featureset import FeatureSet
 from trainers.result import TrainConfig
 
-if TYPE_CHECKING:
-    import optuna
-
 RECORD_ATTR = "fsnas_record"  # Optuna user attribute holding TrialRecord.to_dict()
 STATUS_ATTR = "fsnas_status"
-CONSTRAINT_ATTR = "fsnas_constraint"  # [measured train VRAM - limit]; <= 0 is feasible
+CONSTRAINT_ATTR = "fsnas_constraint"  # [train VRAM - limit] (measured or estimated); <= 0 ok
+# Optuna 5 takes constraints through Trial.set_constraint (constraints_func is deprecated)
+NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 FINAL_KEY = "fsnas_final"  # marks a trial's last report (the scheduler ignores it)
 RECORD_JSON_KEY = "fsnas_record_json"
 # GPU shares "auto" rounds up to, so a handful of trial sizes can pack a GPU
@@ -141,7 +142,13 @@ def _trial_body(
             f"estimated training VRAM {estimate_mb:.0f} MB > --max-train-vram-mb {limit_mb:g}; "
             "not trained"
         )
-        record.costs.update({"train_vram_mb": estimate_mb, "vram_source": "estimated"})
+        record.costs.update(
+            {
+                "train_vram_mb": estimate_mb,
+                "vram_source": "estimated",
+                CONSTRAINT_ATTR: estimate_mb - limit_mb,
+            }
+        )
         return
 
     def epoch_report(values: dict[str, Any]) -> None:
@@ -221,8 +228,6 @@ def feature_bytes(data: FeatureSet) -> int:
 # -- the study in the storage ------------------------------------------------------------------
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Return the Optuna RDB storage for ``url``; a SQLite file's folder is created."""
-    import optuna
-
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
         if str(path) not in ("", ":memory:"):
@@ -268,14 +273,14 @@ def close_orphans(storage: optuna.storages.BaseStorage, study: optuna.Study) -> 
 
 def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     """Return the Optuna sampler the config names, seeded, with VRAM constraints if any."""
-    import optuna
 
     search = config.search
     constraints = None
-    if search.max_train_vram_mb is not None:
+    if search.max_train_vram_mb is not None and not NATIVE_CONSTRAINTS:
 
         def constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-            # set by the backend before tell; trials without it (failed) count as feasible
+            # Optuna < 5: read the user attribute the backend sets before tell; trials
+            # without it (failed) count as feasible
             return [float(v) for v in trial.user_attrs.get(CONSTRAINT_ATTR, [0.0])]
 
     if search.sampler == "nsga2":
@@ -447,8 +452,6 @@ def run_search(
     Raises:
         SearchError, ConfigError, TrackingError, DataError: before any trial trains.
     """
-    import optuna
-
     from nas import ray_backend
 
     out = stream or sys.stdout
@@ -533,8 +536,6 @@ def _open_study(
     config: StudyConfig, storage: optuna.storages.BaseStorage, objectives: list[Objective]
 ) -> optuna.Study:
     """Return the study (created or loaded); a stored study must have the same objectives."""
-    import optuna
-
     directions = [o.direction for o in objectives]
     study = optuna.create_study(
         study_name=config.study, storage=storage, directions=directions, load_if_exists=True
@@ -647,8 +648,6 @@ def load_study(study_name: str, storage_url: str | None = None) -> SearchOutcome
     Raises:
         SearchError: the storage has no study of that name (the message lists those it has).
     """
-    import optuna
-
     from nas.config import DEFAULT_STORAGE
 
     url = storage_url or DEFAULT_STORAGE

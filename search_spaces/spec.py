@@ -168,7 +168,8 @@ class ArchSpec:
         """Parse a JSON string; malformed JSON raises ``SpecError`` naming the position."""
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
+            # ValueError covers JSONDecodeError and integers beyond Python's digit limit
             raise SpecError(f"spec: invalid JSON ({exc})") from None
         return cls.from_dict(data)
 
@@ -299,7 +300,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise SpecError(f"{where}: number out of range, got {value!r}") from None
     if hint is str:
         if not isinstance(value, str):
             raise SpecError(f"{where}: expected a string, got {value!r}")

@@ -516,6 +516,52 @@ def load_features(
             return features
         except CacheError:
             shutil.rmtree(entry, ignore_errors=True)  # corrupt or partial: rebuild below
+    try:
+        _build_into(
+            root,
+            key,
+            entry,
+            source,
+            splits,
+            cfg,
+            on_bad_audio,
+            device,
+            progress,
+            batch_mb,
+            split_ratios,
+            seed,
+        )
+    except OSError as exc:
+        # a full disk, a quota or a read-only folder: the partial entry is already removed
+        raise DataError(
+            f"feature cache {root.resolve()}: cannot write the entry for {source.name} "
+            f"({exc.strerror or exc}); free space there or point data.cache_dir "
+            "(--cache-dir) at another disk"
+        ) from exc
+    features = _open_entry(entry, key, source.name)
+    features.seconds = time.perf_counter() - started
+    return features
+
+
+def _build_into(
+    root: Path,
+    key: str,
+    entry: Path,
+    source: Source,
+    splits: Sequence[str],
+    cfg: FeatureConfig,
+    on_bad_audio: OnBadAudio,
+    device: str | None,
+    progress: bool,
+    batch_mb: float,
+    split_ratios: Sequence[float],
+    seed: int,
+) -> None:
+    """Build the entry in a temporary folder of ``root`` and rename it to ``entry`` when done.
+
+    Raises:
+        OSError: the cache folder cannot be written (nothing of the build is left behind).
+    """
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(f".{key}.*"):  # left by a killed build; a live one is younger
         if time.time() - stale.stat().st_mtime > _STALE_BUILD_S:
@@ -543,6 +589,3 @@ def load_features(
     finally:
         if workdir.exists():
             shutil.rmtree(workdir, ignore_errors=True)
-    features = _open_entry(entry, key, source.name)
-    features.seconds = time.perf_counter() - started
-    return features

@@ -5,7 +5,8 @@ Kinds (loaders never download; they read what is on disk):
 - ``synthetic`` — the embedded default (``synthetic:clips_per_class=50,seed=1`` to vary it)
 - ``folder:DIR`` — one sub-folder per class
 - ``csv:FILE`` — manifest with a header ``path,label[,split][,group]``; paths relative to the
-  file; multi-label rows write ``a;b``
+  file and inside its folder (absolute or ``..`` paths need the option
+  ``allow_outside_root=true``); multi-label rows write ``a;b``
 - ``pattern:DIR`` with ``label_regex`` — label from the file's path relative to DIR (named group
   ``label`` or the first group; an optional named group ``group`` keeps e.g. speakers together)
 - ``fsdd:DIR`` — Free Spoken Digit Dataset ``recordings/`` (official: index 0-4 is test)
@@ -216,6 +217,15 @@ def _int_option(options: Mapping[str, Any], key: str, default: int, kind: str) -
         raise DataError(f"{kind}: option {key} must be an integer, got {value!r}") from None
 
 
+def _bool_option(options: Mapping[str, Any], key: str, kind: str) -> bool:
+    value = options.get(key, False)
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "0", "false", "no"):
+        return value.strip().lower() in ("1", "true", "yes")
+    if not isinstance(value, bool):
+        raise DataError(f"{kind}: option {key} must be true or false, got {value!r}")
+    return value
+
+
 def _read_csv(path: Path, kind: str, delimiter: str = ",") -> list[dict[str, str]]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -265,12 +275,29 @@ def _load_csv(root: Path | None, options: dict[str, Any]) -> Source:
         raise DataError(f"{root}: manifest has no rows")
     _require_columns(rows, ("path", "label"), root)
     has_split = "split" in rows[0]
+    allow_outside = _bool_option(options, "allow_outside_root", "csv")
+    base = root.parent
     clips: list[Clip] = []
     bad_splits: list[str] = []
+    outside: list[str] = []
+    missing: list[str] = []
     for line, row in enumerate(rows, start=2):
         labels = tuple(s.strip() for s in (row["label"] or "").split(";") if s.strip())
         if not labels:
             raise DataError(f"{root}: line {line}: empty label for {row['path']!r}")
+        raw_path = (row["path"] or "").strip()
+        if not raw_path:
+            raise DataError(f"{root}: line {line}: empty path")
+        # lexical check (no symlink resolution): a symlinked data folder inside the root is fine,
+        # a manifest naming /etc/... or ../../ is not, unless the caller opts in
+        path = os.path.normpath(os.path.join(base, raw_path))
+        if not allow_outside and (
+            os.path.isabs(raw_path) or os.path.commonpath([base, path]) != str(base)
+        ):
+            outside.append(f"line {line}: {raw_path!r}")
+            continue
+        if not os.path.isfile(path):
+            missing.append(f"line {line}: {raw_path!r}")
         split = None
         if has_split:
             raw = (row.get("split") or "").strip().lower()
@@ -279,15 +306,27 @@ def _load_csv(root: Path | None, options: dict[str, Any]) -> Source:
                 bad_splits.append(f"line {line}: {raw!r}")
         clips.append(
             Clip(
-                path=str((root.parent / row["path"].strip()).resolve()),
+                path=path,
                 labels=labels,
                 split=split,
                 group=(row.get("group") or "").strip() or None,
             )
         )
+    if outside:
+        raise DataError(
+            f"{root}: {len(outside)} path(s) outside the manifest's folder {base} (absolute or "
+            f"'..'): {', '.join(outside[:MAX_LISTED])}; open the source with "
+            "allow_outside_root=true if that is intended"
+        )
     if bad_splits:
         raise DataError(
             f"{root}: split must be train/valid/test; " + ", ".join(bad_splits[:MAX_LISTED])
+        )
+    if missing:
+        raise DataError(
+            f"{root}: {len(missing)} listed file(s) do not exist: "
+            + ", ".join(missing[:MAX_LISTED])
+            + (f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else "")
         )
     carve = has_split and not any(c.split == "valid" for c in clips)
     return _single_or_multi(

@@ -100,7 +100,9 @@ def assign_splits(
     """
     shares = check_ratios(ratios)
     if not source.official_split:
-        return stratified_split(source.clips, shares, seed)
+        splits = stratified_split(source.clips, shares, seed)
+        check_every_class_trains(source, splits)
+        return splits
     splits = [c.split or "train" for c in source.clips]
     if source.carve_valid and shares[1] > 0:
         train_idx = [i for i, s in enumerate(splits) if s == "train"]
@@ -109,4 +111,41 @@ def assign_splits(
         )
         for i, split in zip(train_idx, carved):
             splits[i] = split
+    check_every_class_trains(source, splits)
     return splits
+
+
+def check_every_class_trains(source: Source, splits: Sequence[str]) -> None:
+    """Return when every label of ``source`` has at least one training clip under ``splits``.
+
+    A class without training clips cannot be learned, and its validation and test scores
+    would be meaningless; better to say so before hours of search.
+
+    Raises:
+        DataError: naming the classes the split leaves without training clips and where
+            their clips went.
+    """
+    trained = {
+        label
+        for clip, split in zip(source.clips, splits)
+        if split == "train"
+        for label in clip.labels
+    }
+    empty = [label for label in source.labels if label not in trained]
+    if not empty:
+        return
+    placed: dict[str, Counter[str]] = defaultdict(Counter)
+    for clip, split in zip(source.clips, splits):
+        for label in clip.labels:
+            if label in empty:
+                placed[label][split] += 1
+    where = {
+        label: ", ".join(f"{n} {s}" for s, n in sorted(placed[label].items())) or "no clips"
+        for label in empty
+    }
+    listed = "; ".join(f"{label!r} ({where[label]})" for label in empty[:10])
+    more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+    raise DataError(
+        f"{source.name}: the split leaves {len(empty)} class(es) without training clips: "
+        f"{listed}{more}; add clips of these classes to train (or remove them)"
+    )

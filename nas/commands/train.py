@@ -14,18 +14,32 @@ from search_spaces.spec import ArchSpec
 from search_spaces.validate import validate
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     """Add the ``train`` sub-command."""
+    from trainers.result import TrainConfig
+
     parser = subparsers.add_parser(
         "train",
         help="train one architecture and print its metrics and costs",
         description=(
             "Load (or compute and cache) the features of --data, train one architecture on the "
-            "train split with early stopping on the valid split, evaluate the best epoch on the "
-            "test split and print metrics and costs (params, GFLOPs, training/inference VRAM, "
-            "latency). A preset's head is built for the data's classes and its input for the "
-            "data's n_mels x n_frames. Exit status 0 for a complete trial, 1 for a failed one "
-            "(oom, diverged, invalid), 2 for a usage error."
+            "train split, keep the weights of its best epoch on the valid split (early stopping "
+            "with --patience), evaluate them on the test split and print metrics and costs "
+            "(params, GFLOPs, training/inference VRAM, latency). A preset's head is built for "
+            "the data's classes and its input for the data's n_mels x n_frames. Exit status 0 "
+            "for a complete (or pruned) trial, 1 for a failed one (oom, diverged, invalid), "
+            "2 for a usage error."
         ),
     )
     which = parser.add_mutually_exclusive_group(required=True)
@@ -37,19 +51,38 @@ def register(subparsers: Any) -> None:
         metavar="KIND:PATH",
         help="data source, e.g. synthetic, fsdd:../data/fsdd/recordings, folder:DIR, csv:FILE",
     )
-    parser.add_argument("--epochs", type=int, default=None, metavar="N", help="default 20")
-    parser.add_argument("--batch", type=int, default=None, metavar="B", help="default 64")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    defaults = TrainConfig()
+    parser.add_argument(
+        "--epochs", type=_positive_int, default=None, metavar="N", help=f"default {defaults.epochs}"
+    )
+    parser.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=None,
+        metavar="B",
+        help=f"default {defaults.batch_size}",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help=f"learning rate (default {defaults.lr:g})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
     parser.add_argument(
-        "--patience", type=int, default=None, metavar="E", help="early-stopping patience (epochs)"
+        "--patience",
+        type=_positive_int,
+        default=None,
+        metavar="E",
+        help="early-stopping patience (epochs)",
     )
     parser.add_argument(
         "--time-budget-s", type=float, default=None, metavar="S", help="stop training after S s"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
-        "--threads", type=int, default=None, metavar="T", help="torch CPU threads (default: all)"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="T",
+        help="torch CPU threads (default: all)",
     )
     parser.add_argument(
         "--checkpoint-dir", default=None, metavar="D", help="save the best weights (safetensors)"

@@ -19,20 +19,25 @@ def test_trials_run_on_both_nodes_with_half_a_gpu(tmp_path: Path) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
     cluster.add_node(num_cpus=1, num_gpus=1)
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    node_ids = {node.node_id for node in cluster.list_all_nodes()}
+    assert len(node_ids) == 2
     try:
-        node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        assert len(node_ids) == 2
         config = from_dict(
             tiny_config(
                 tmp_path,
                 study="cluster",
                 train={"epochs": 1},
                 search={"trials": 4, "early_stopping": {"enabled": False}},
-                resources={"gpus_per_trial": "0.5", "max_concurrent": 2},
+                # joins the running cluster like `fsnas search --address HOST:PORT`
+                resources={
+                    "address": cluster.address,
+                    "gpus_per_trial": "0.5",
+                    "max_concurrent": 2,
+                },
             )
         )
         outcome = run_search(config)
+        assert not ray.is_initialized()  # the search disconnects from the cluster it joined
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -11,7 +11,14 @@ import pytest
 from dashboards.records import Objective, TrialRecord
 from nas import pareto
 from nas.ray_backend import FsnasOptunaSearch, ParetoAshaScheduler, TrialLedger
-from nas.search import FINAL_KEY, RECORD_JSON_KEY, STATUS_ATTR, load_records, summarise
+from nas.search import (
+    FINAL_KEY,
+    NATIVE_CONSTRAINTS,
+    RECORD_JSON_KEY,
+    STATUS_ATTR,
+    load_records,
+    summarise,
+)
 
 MAX_MIN = ["maximize", "minimize"]
 OBJECTIVES = [Objective("val_accuracy", "maximize"), Objective("train_vram_mb", "minimize")]
@@ -169,7 +176,10 @@ def test_constraint_reaches_the_sampler(sampler: str) -> None:
     # from the user attribute at tell time and stored it where its selection looks
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs["fsnas_constraint"] == [100.0]
-    assert trial.system_attrs["constraints"] == [100.0]
+    if NATIVE_CONSTRAINTS:  # Optuna >= 5: Trial.set_constraint
+        assert trial.system_attrs["constraints:train_vram_mb"] == 100.0
+    else:  # Optuna 4: constraints_func, evaluated at tell
+        assert list(trial.system_attrs["constraints"]) == [100.0]
     assert records[0].status == "infeasible"
 
 
@@ -219,3 +229,28 @@ def test_interrupted_trial_is_no_outcome(
     assert records == []
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     assert load_records(study) == []  # not counted: a resumed search asks again
+
+
+def test_untrained_infeasible_trial_still_guides_the_sampler(
+    searcher_and_records: tuple[FsnasOptunaSearch, list[TrialRecord], TrialLedger],
+) -> None:
+    searcher, records, _ = searcher_and_records
+    searcher.suggest("a")
+    record = TrialRecord(
+        number=-1,
+        status="infeasible",
+        reason="estimated training VRAM 900 MB > --max-train-vram-mb 200; not trained",
+        costs={"train_vram_mb": 900.0, "vram_source": "estimated", "fsnas_constraint": 700.0},
+    )
+    searcher.on_trial_complete(
+        "a", {FINAL_KEY: True, RECORD_JSON_KEY: json.dumps(record.to_dict())}
+    )
+    study = searcher._ot_study
+    assert study is not None
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.values == [0.0, 900.0]  # worst metric, estimated cost: placeholders
+    assert trial.user_attrs["fsnas_constraint"] == [700.0]
+    assert records[0].status == "infeasible" and records[0].metrics == {}
+    _, front, _, _ = summarise("s", load_records(study), OBJECTIVES, {})
+    assert front == []

@@ -56,6 +56,8 @@ def test_trial_over_the_vram_limit_is_infeasible_untrained(tiny_features) -> Non
     assert "> --max-train-vram-mb 0.001; not trained" in record.reason
     assert reports == []  # no epoch ran
     assert record.costs["vram_source"] == "estimated"
+    # the violation the sampler's constraint handling gets
+    assert record.costs["fsnas_constraint"] == pytest.approx(record.costs["train_vram_mb"] - 0.001)
 
 
 def test_trial_reports_epochs_and_objectives(tiny_features) -> None:  # type: ignore[no-untyped-def]

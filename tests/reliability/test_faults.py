@@ -1,0 +1,148 @@
+"""Faults: a full cache disk, a worker killed mid-trial, the driver killed, MLflow restarted.
+
+Each fault ends either in a clear error (nothing half-written left behind) or in a search that
+completes its requested trials with every result in the Optuna storage and in MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nas.cli import main
+from nas.config import from_dict
+from nas.search import run_search
+from tests.nas._study import tiny_config
+from trainers import features as features_module
+from trainers.errors import DataError
+from trainers.features import load_features
+from trainers.featureset import FeatureConfig
+
+FSNAS = [sys.executable, "-m", "nas.cli"]
+SMALL = FeatureConfig(sample_rate_hz=8000, clip_seconds=0.5, n_fft=128, hop_length=64, n_mels=16)
+DATA = "synthetic:clips_per_class=4,seed=3"
+
+
+# -- no space left on the cache disk -----------------------------------------------------------
+def _entries(cache: Path) -> list[str]:
+    """Return everything in the cache folder, hidden build folders included."""
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+def test_full_cache_disk_is_a_clear_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    real_save = np.save
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(features_module.np, "save", full_disk)
+    with pytest.raises(DataError) as info:
+        load_features(DATA, SMALL, cache_dir=cache)
+    message = str(info.value)
+    assert f"feature cache {cache.resolve()}" in message
+    assert "No space left on device" in message and "data.cache_dir" in message
+    assert _entries(cache) == []  # no partial entry that a later run could trust
+
+    monkeypatch.setattr(features_module.np, "save", real_save)
+    built = load_features(DATA, SMALL, cache_dir=cache)
+    assert not built.from_cache and len(built.train) > 0
+    assert load_features(DATA, SMALL, cache_dir=cache).from_cache
+
+
+@contextlib.contextmanager
+def _tiny_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """Mount a tmpfs of ``size`` at ``folder`` (root only); skip where mounting is not allowed."""
+    folder.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"cannot mount a tmpfs here ({mounted.stderr.strip()}); the ENOSPC case "
+            "is covered by test_full_cache_disk_is_a_clear_error_and_leaves_nothing"
+        )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mount needs root")
+def test_real_full_disk_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _tiny_tmpfs(tmp_path / "cache", "48k") as cache:
+        # 40 clips x 16 mels x 126 frames x 4 bytes = 323 kB: more than the disk holds
+        argv = ["data", "inspect", "--data", DATA, "--cache-dir", str(cache)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert f"feature cache {cache.resolve()}" in err and "No space left" in err
+        assert _entries(cache) == []
+
+
+# -- a trial worker killed with SIGKILL --------------------------------------------------------
+def _killing_trainable(marker: Path) -> Any:
+    """Return a Ray trainable that SIGKILLs its own worker once (first trial), then trains."""
+    from nas import ray_backend
+    from nas.search import run_trial
+
+    def trainable(config: dict[str, Any], data: Any, settings: Any) -> None:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            ray_backend._train_in_worker(run_trial, config, data, settings)
+            return
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return trainable
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_failures", [0, 1])
+def test_worker_killed_mid_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_failures: int
+) -> None:
+    from nas import ray_backend
+
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "killed-once"
+    monkeypatch.setattr(ray_backend, "_trainable", _killing_trainable(marker))
+    config = from_dict(
+        tiny_config(
+            tmp_path,
+            study=f"sigkill-{max_failures}",
+            train={"epochs": 1, "batch_size": 16},
+            search={
+                "trials": 3,
+                "max_failures": max_failures,
+                "early_stopping": {"enabled": False},
+            },
+            resources={"max_concurrent": 1, "num_cpus": 1},
+        )
+    )
+    outcome = run_search(config, stream=open(os.devnull, "w"))  # noqa: SIM115
+    assert marker.exists()  # a worker really died
+    assert len(outcome.records) == 3  # the search completed its requested trials
+    statuses = sorted(r.status for r in outcome.records)
+    if max_failures == 0:
+        assert statuses == ["complete", "complete", "failed"]
+        failed = next(r for r in outcome.records if r.status == "failed")
+        assert failed.reason.startswith("crashed worker"), failed.reason
+        assert "died" in failed.reason.lower() or "actor" in failed.reason.lower(), failed.reason
+    else:
+        assert statuses == ["complete"] * 3  # the retry trained it
