@@ -595,6 +595,10 @@ class StudyTracker:
     def _write_trial(self, record: TrialRecord) -> None:
         tags = trial_tags(record)
         run_id = self._children.get(record.number)
+        if run_id is None and self._warned:
+            # after an outage, a create_run may have reached the store while its answer did
+            # not reach us: adopt that run instead of creating a second one for this trial
+            run_id = self._find_child(record.number)
         known = self._child_tags.get(record.number, {})
         if run_id is not None and known.get(TAG_LOGGED) == "true":
             changed = {k: v for k, v in tags.items() if known.get(k) != v}
@@ -693,6 +697,23 @@ class StudyTracker:
             token = page.token
             if not token:
                 break
+
+    def _find_child(self, number: int) -> str | None:
+        """Return the run id of trial ``number``'s child run in the store (remembered), or None."""
+        runs = self._client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{_PARENT_RUN_ID_TAG}` = '{self.parent_run_id}' and "
+                f"tags.`{TAG_TRIAL_NUMBER}` = '{number}'"
+            ),
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
+        if not runs:
+            return None
+        self._children[number] = runs[0].info.run_id
+        self._child_tags[number] = dict(runs[0].data.tags)
+        return str(runs[0].info.run_id)
 
     def _parent_tags(self) -> dict[str, str]:
         return {

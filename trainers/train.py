@@ -44,6 +44,7 @@ from search_spaces.errors import FsnasError, SpecError
 from search_spaces.spec import ArchSpec
 from trainers import cost
 from trainers.checkpoint import CHECKPOINT_FILENAME, save_checkpoint, state_to_cpu
+from trainers.cost_vram import MIB
 from trainers.featureset import FeatureSet, Split, Task
 from trainers.metrics import METRIC_NAMES, PRIMARY_METRIC, task_metrics
 from trainers.result import TrainConfig, TrialResult
@@ -59,8 +60,6 @@ _FINITE_CHECK_EVERY_STEPS = 16
 _DATA_SHARE_OF_FREE_VRAM = 0.5
 """The dataset stays on the GPU only if it and the estimated training peak fit in this share of
 the free memory; otherwise batches stream from pinned host memory."""
-
-_MIB = 2**20
 
 # Testing knob (documented, never set in production): when not None, a training forward pass
 # whose module outputs add up to more than this many MiB raises torch.OutOfMemoryError, so the
@@ -360,7 +359,7 @@ class _SimulatedMemoryLimit:
     """Forward hooks that raise torch.OutOfMemoryError past ``limit_mb`` of module outputs."""
 
     def __init__(self, model: nn.Module, limit_mb: float) -> None:
-        self.limit_bytes = limit_mb * _MIB
+        self.limit_bytes = limit_mb * MIB
         self.used_bytes = 0
         self.handles = [m.register_forward_hook(self._hook) for m in model.modules()]
 
@@ -370,7 +369,7 @@ class _SimulatedMemoryLimit:
             if self.used_bytes > self.limit_bytes:
                 raise torch.OutOfMemoryError(
                     f"CUDA out of memory (simulated): step activations "
-                    f"{self.used_bytes / _MIB:.1f} MiB > limit {self.limit_bytes / _MIB:.1f} MiB"
+                    f"{self.used_bytes / MIB:.1f} MiB > limit {self.limit_bytes / MIB:.1f} MiB"
                 )
 
     def new_step(self) -> None:
@@ -516,7 +515,7 @@ def _run_trial(
     result.extra["amp"] = amp
 
     release_memory(dev)
-    tensors = _place_data(data, dev, reserve_bytes=static["train_vram_estimate_mb"] * _MIB)
+    tensors = _place_data(data, dev, reserve_bytes=static["train_vram_estimate_mb"] * MIB)
     result.extra["data_on_device"] = tensors.on_device
     if cuda:
         torch.cuda.synchronize(dev)
@@ -579,17 +578,17 @@ def _run_trial(
                     raise _Diverged(f"training loss became non-finite in epoch {epoch}")
             if cuda and epoch == 1:
                 torch.cuda.synchronize(dev)
-                result.train_vram_mb = (torch.cuda.max_memory_allocated(dev) - not_owned) / _MIB
+                result.train_vram_mb = (torch.cuda.max_memory_allocated(dev) - not_owned) / MIB
                 result.vram_source = "measured"
                 result.extra["train_vram_above_state_mb"] = (
                     torch.cuda.max_memory_allocated(dev) - state_allocated
-                ) / _MIB
+                ) / MIB
                 result.extra["vram_measured_steps"] = steps_per_epoch - min(
                     _VRAM_WARMUP_STEPS, steps_per_epoch - 1
                 )
                 result.extra["train_vram_reserved_mb"] = (
                     torch.cuda.max_memory_reserved(dev) - base_reserved
-                ) / _MIB
+                ) / MIB
             train_loss = float(loss_sum.item()) / max(seen, 1)  # synchronises the device
             step_ms = (time.perf_counter() - epoch_started) / steps_per_epoch * 1e3
             if not math.isfinite(train_loss):
