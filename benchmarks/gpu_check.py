@@ -31,10 +31,10 @@ import torch
 
 from search_spaces import ArchSpec, Branch, ConvBlock, Head, build_model
 from search_spaces.presets import get_preset
+from trainers.cost_vram import MIB
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FSDD = REPO_ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
-MIB = 2**20
 
 
 def architectures() -> dict[str, ArchSpec]:

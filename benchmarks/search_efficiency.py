@@ -2,17 +2,17 @@
 
 What runs (cheap but real): the shipped config for the embedded default (``configs/demo.yaml``:
 its space, objectives ``val_accuracy`` vs estimated ``train_vram_mb``, batch 32, lr 0.003,
-NSGA-II generations of 8, TPE's 10 random start-up trials) on a
-smaller draw of the synthetic data (``synthetic:clips_per_class=40`` = 400 one-second clips,
-seeded 80/10/10 split) and ``--epochs`` 2 epochs per trial, with a per-trial training time
-budget of ``--trial-budget-s`` seconds as a guard. Each (sampler, seed) study asks 40 trials
-through ``nas.search.make_sampler`` (the samplers exactly as ``fsnas search`` builds them for a
-40-trial study), samples specs with the config's ``SearchSpace``, trains each with the real
-trial function ``nas.search.run_trial`` (one CPU thread) and tells Optuna the objectives, one
-trial at a time in-process: Ray is left out because it changes nothing about what the samplers
-see when trials run one at a time, and it would cost the CPU budget. The 9 studies run in two
-processes. Hypervolume (``nas.pareto.records_hypervolume``) uses one reference point for every
-study: 0 accuracy and 1.1 × the largest VRAM of any complete trial of any study.
+NSGA-II generations of 8; TPE starts with 10 random trials) on a smaller draw of the synthetic
+data (``synthetic:clips_per_class=40`` = 400 one-second clips, seeded 80/10/10 split) and
+``--epochs`` 2 epochs per trial, with a per-trial training time budget of ``--trial-budget-s``
+seconds as a guard. Each (sampler, seed) study asks 40 trials of a sampler built by
+``nas.search.make_sampler`` (as ``fsnas search`` builds it for a 40-trial study), samples specs
+with the config's ``SearchSpace``, trains each with the real trial function
+``nas.search.run_trial`` (one CPU thread) and tells Optuna the objectives, one trial at a time
+in-process: Ray is left out because it changes nothing the samplers see when trials run one at
+a time, and it would cost the CPU budget. The 9 studies run in two processes. Hypervolume
+(``nas.pareto.records_hypervolume``) uses one reference point for every study: 0 accuracy and
+1.1 × the largest VRAM of any complete trial of any study.
 
 Goal: the better of nsga2 and tpe at 20 trials (mean over seeds) >= random at 40 trials.
 

@@ -7,6 +7,7 @@ the trial is kept and logged again later (backfill), and a warning names the rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -186,6 +187,53 @@ def _finish_wait_s() -> float:
     if not (value >= 0 and math.isfinite(value)):
         raise TrackingError(f"${FINISH_WAIT_ENV}: expected seconds >= 0, got {text!r}")
     return value
+
+
+@contextlib.contextmanager
+def _store_setup_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite store (``<db>.lock``) while it is set up.
+
+    MLflow creates or migrates a store's tables on first use; two processes doing that at once
+    (two searches started together on one store) break each other's migration. Servers and
+    platforms without ``fcntl`` go unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None  # type: ignore[assignment]
+    if not uri_is_sqlite(uri) or fcntl is None:
+        yield
+        return
+    db_path = _sqlite_path(uri).resolve()
+    with open(db_path.with_name(db_path.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_client(uri: str) -> Any:
+    """Return an ``MlflowClient`` whose store is set up (tables created or migrated).
+
+    Raises:
+        TrackingError: the store cannot be opened; names the URI and the cause.
+    """
+    from mlflow import MlflowClient
+
+    try:
+        with _store_setup_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)  # a SQLite store sets itself up here
+    except TrackingError:
+        raise
+    except Exception as exc:  # MLflow, SQLAlchemy and alembic errors alike: say which store
+        message = getattr(exc, "message", None) or str(exc)
+        raise TrackingError(
+            f"MLflow tracking store {uri}: cannot open it ({type(exc).__name__}: "
+            f"{message.splitlines()[0][:300] if message else ''})"
+        ) from None
+    return client
 
 
 def _lower_http_retries() -> None:
@@ -390,11 +438,10 @@ class StudyTracker:
         check_tracking_reachable(self.tracking_uri)
         if self.tracking_uri.startswith(("http://", "https://")):
             _lower_http_retries()
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
+        self._client = open_client(self.tracking_uri)
         try:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
             self.experiment_id = self._experiment_id()
             parent = self._find_parent()
             if parent is None:
@@ -524,7 +571,7 @@ class StudyTracker:
                 waiting = True
                 warnings.warn(
                     f"MLflow tracking store {self.tracking_uri} is not answering; waiting up to "
-                    f"{self.finish_wait_s:.0f} s ({FINISH_WAIT_ENV}) to log "
+                    f"{self.finish_wait_s:g} s ({FINISH_WAIT_ENV}) to log "
                     f"{len(self._pending)} queued trial(s)",
                     RuntimeWarning,
                     stacklevel=2,
@@ -832,11 +879,10 @@ def log_single_run(
         TrackingError: the store is unreachable or refuses the run.
     """
     check_tracking_reachable(tracking_uri)
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    client = open_client(tracking_uri)
     try:
-        client = MlflowClient(tracking_uri=tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
         experiment_id = (
             str(

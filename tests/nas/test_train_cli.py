@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def _toy_features(n_classes: int = 3) -> FeatureSet:
 
 
 @pytest.fixture
-def toy_data(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def toy_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """Replace load_features with a small in-memory FeatureSet; record how it was called."""
     calls: list[dict[str, Any]] = []
 
@@ -45,8 +46,10 @@ def toy_data(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         return _toy_features()
 
     monkeypatch.setattr(trainers.features, "load_features", fake_load_features)
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    return calls
+    yield calls
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture
