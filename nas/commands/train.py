@@ -91,6 +91,18 @@ def register(subparsers: Any) -> None:
         "--cache-dir", default=".fsnas/cache", metavar="D", help="feature cache (.fsnas/cache)"
     )
     parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db; 'none' = off)",
+    )
+    parser.add_argument(
+        "--experiment",
+        default="fsnas-train",
+        metavar="NAME",
+        help="MLflow experiment of the run (default fsnas-train)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the TrialResult as one JSON object on stdout"
     )
     parser.set_defaults(func=run)
@@ -174,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     from trainers.train import fit, resolve_device
 
     spec, described = load_spec(args)
+    tracking_uri = _tracking_uri(args.tracking_uri)
     device = resolve_device(args.device)
     data = load_features(args.data, cache_dir=args.cache_dir, seed=args.seed)
     try:
@@ -212,4 +225,64 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_jsonable(result.to_dict()), allow_nan=False))
     else:
         print(format_table(result))
+    if tracking_uri is not None:
+        _log_run(tracking_uri, args, spec, config, result)
     return 0 if result.status in ("complete", "pruned") else 1
+
+
+def _tracking_uri(cli_value: str | None) -> str | None:
+    """Return the MLflow store to log to (None when off), checked before any training."""
+    if cli_value is not None and cli_value.lower() == "none":
+        return None
+    from dashboards.tracking import check_tracking_reachable, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cli_value)
+    check_tracking_reachable(uri)
+    return uri
+
+
+def _log_run(
+    tracking_uri: str, args: argparse.Namespace, spec: ArchSpec, config: Any, result: Any
+) -> None:
+    """Log the trained run to MLflow; a tracking failure warns and keeps the printed result."""
+    from dashboards.records import TrialRecord
+    from dashboards.tracking import log_single_run
+    from search_spaces.errors import FsnasError
+
+    record = TrialRecord(
+        number=0,
+        status=result.status,
+        reason=result.reason,
+        spec=spec.to_dict(),
+        spec_summary=spec.summary(),
+        train_config=config.to_dict(),
+        metrics=dict(result.metrics),
+        history=list(result.history),
+        costs={
+            "params": result.params,
+            "gflops": result.gflops,
+            "train_vram_mb": result.train_vram_mb,
+            "infer_vram_mb": result.infer_vram_mb,
+            "latency_ms": result.latency_ms,
+            "vram_source": result.vram_source,
+        },
+        device=result.device,
+        seconds=result.seconds,
+    )
+    artifacts = [Path(result.checkpoint)] if result.checkpoint else []
+    try:
+        run_id = log_single_run(
+            tracking_uri,
+            args.experiment,
+            record,
+            config={"data": args.data, "preset": args.preset or "", "spec_file": args.spec or ""},
+            run_name=args.preset or spec.name or Path(args.spec or "spec").stem,
+            artifacts=artifacts,
+        )
+    except FsnasError as exc:
+        print(f"warning: the run was not logged to MLflow: {exc}", file=sys.stderr)
+        return
+    print(
+        f"logged to MLflow {tracking_uri}: experiment {args.experiment!r}, run {run_id}",
+        file=sys.stderr,
+    )

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import trainers.features
+from nas.commands import train as train_command
 from nas.cli import main
 from search_spaces import ArchSpec, Branch, Head
 from trainers.featureset import FeatureConfig, FeatureSet, Split
@@ -46,6 +47,8 @@ def toy_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
         return _toy_features()
 
     monkeypatch.setattr(trainers.features, "load_features", fake_load_features)
+    # MLflow logging has its own test below; the others leave tracking off
+    monkeypatch.setattr(train_command, "_tracking_uri", lambda cli_value: None)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield calls
@@ -132,3 +135,45 @@ def test_cuda_without_cuda_is_a_usage_error(
 ) -> None:
     assert main(["train", "--spec", str(spec_file), "--data", "toy:x", "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_the_run_is_logged_to_mlflow(
+    toy_data: list[dict[str, Any]],
+    spec_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.undo()  # real tracking, but keep the toy data and one thread
+    monkeypatch.setattr(trainers.features, "load_features", lambda *a, **k: _toy_features())
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--data", "toy:x", "--epochs", "1", "--tracking-uri", uri, "--experiment", "toy-exp"]
+    code = main(["train", "--spec", str(spec_file), *args])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("toy-exp")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["status"] == "complete"
+    assert run.data.tags["vram_source"] == "estimated"
+    assert "test_accuracy" in run.data.metrics and "params" in run.data.metrics
+    assert "logged to MLflow" in err
+
+
+def test_an_unreachable_tracking_server_stops_before_training(
+    spec_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def must_not_load(*args: Any, **kwargs: Any) -> FeatureSet:
+        raise AssertionError("features were loaded although tracking is unreachable")
+
+    monkeypatch.setattr(trainers.features, "load_features", must_not_load)
+    uri = "http://127.0.0.1:9"  # discard port: nothing listens
+    code = main(["train", "--spec", str(spec_file), "--data", "toy:x", "--tracking-uri", uri])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "127.0.0.1:9" in err and "Traceback" not in err
