@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import trainers.features
-from nas.commands import train as train_command
 from nas.cli import main
+from nas.commands import train as train_command
 from search_spaces import ArchSpec, Branch, Head
 from trainers.featureset import FeatureConfig, FeatureSet, Split
 
