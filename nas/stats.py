@@ -9,8 +9,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats as _scipy_stats
-
 from search_spaces.errors import FsnasError
 
 
@@ -65,7 +63,9 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
     if n == 1:
         return Summary(1, mean, 0.0, math.nan, math.nan, confidence)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in data) / (n - 1))
-    t = float(_scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1))
+    from scipy import stats  # imported on use: scipy.stats costs ~1 s at CLI start-up
+
+    t = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1))
     half = t * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half, confidence)
 
@@ -91,7 +91,9 @@ def paired_comparison(
         p_value = 1.0 if summary.mean == 0.0 else 0.0
     else:
         t_stat = summary.mean / (summary.std / math.sqrt(n))
-        p_value = float(2 * _scipy_stats.t.sf(abs(t_stat), df=n - 1))
+        from scipy import stats
+
+        p_value = float(2 * stats.t.sf(abs(t_stat), df=n - 1))
     return PairedComparison(
         n, summary.mean, summary.std, summary.ci_low, summary.ci_high, p_value, confidence
     )
