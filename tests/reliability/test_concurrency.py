@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,29 @@ def test_two_searches_share_stores_and_a_killed_one_resumes(tmp_path: Path) -> N
     by_number = {r.number: r for r in load_study("conc-a", storage).records}
     for number, record in kept.items():  # the trials finished before the kill are unchanged
         assert by_number[number].to_dict()["objectives"] == record["objectives"]
+
+
+def test_two_drivers_creating_a_new_storage_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the loser of the race to create a fresh SQLite file's tables sees "table already exists"
+    import optuna
+    import sqlalchemy.exc
+
+    from nas.search import open_storage
+
+    real = optuna.storages.RDBStorage
+    calls = {"n": 0}
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            real(*args, **kwargs)  # the other driver's tables ...
+            raise sqlalchemy.exc.OperationalError(
+                "CREATE TABLE studies", {}, Exception("table studies already exists")
+            )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    storage = open_storage(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert calls["n"] == 2 and storage.get_all_studies() == []
