@@ -122,13 +122,17 @@ def measure_ratio(target_s: float, n_trials: int, workdir: Path) -> dict[str, An
     fixed_s = max(0.0, calib.seconds - calib.train_seconds)
     epochs = int(min(60, max(1, round((target_s - fixed_s) / max(calib.train_seconds, 1e-3)))))
     config = TrainConfig(epochs=epochs, num_threads=1)
+    loads = {"before_bare": benchlib.load_average()}
     bare_before, status_before = bare_fit_s(spec, data, config)
+    loads["before_search"] = benchlib.load_average()
     cfg = study_config(
         "overhead-ratio", RATIO_DATA, channels, config, {"num_cpus": 2, "max_concurrent": 1}
     )
     cfg["search"]["trials"] = n_trials
     cli = benchlib.run_cli_search(cfg, workdir / "ratio")
+    loads["after_search"] = benchlib.load_average()
     bare_after, status_after = bare_fit_s(spec, data, config)
+    loads["end"] = benchlib.load_average()
     outcome = load_study(cli.study, cli.storage)
     statuses = [r.status for r in outcome.records]
     specs_match = all(r.spec == spec.to_dict() for r in outcome.records)
@@ -159,6 +163,7 @@ def measure_ratio(target_s: float, n_trials: int, workdir: Path) -> dict[str, An
         "first_trial_with_startup_s": round(cli.done_at_s[0], 2) if cli.done_at_s else None,
         "per_trial_search_s": None if per_trial is None else round(per_trial, 2),
         "ratio": None if ratio is None else round(ratio, 3),
+        "load_average": loads,
         "valid": ok,
         "output_tail": None if ok else cli.output_tail,
     }

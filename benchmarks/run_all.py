@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     if not args.summary_only:
         started = time.monotonic()
+        threads = torch.get_num_threads()
         for name in args.only or list(STEPS):
             step_start = time.monotonic()
             print(f"== {name} (load {benchlib.load_average()})", file=sys.stderr, flush=True)
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:
                 traceback.print_exc()
                 failed.append(name)
+            finally:
+                # steps set torch's thread count for themselves; the next starts from the default
+                torch.set_num_threads(threads)
             print(f"== {name}: {time.monotonic() - step_start:.0f} s", file=sys.stderr)
         print(f"== all: {time.monotonic() - started:.0f} s", file=sys.stderr)
     write_summary(args.out_dir)

@@ -159,6 +159,11 @@ class TrialLedger:
                 text = trial.get_error()
             except Exception:  # the error file may be gone; the status is what matters
                 text = None
+            local = getattr(trial, "error_file", None)
+            if not text and local and os.path.isfile(local):
+                # Tune writes the error beside the driver first and copies it to the
+                # experiment storage later: right after a crash only the local copy exists
+                text = Path(local).read_text(encoding="utf-8", errors="replace")
         if text:
             lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
             if lines:

@@ -233,7 +233,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if str(path) not in ("", ":memory:"):
             path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except Exception as exc:
+            if not (url.startswith("sqlite") and "already exists" in str(exc)):
+                raise
+            # two drivers created a new SQLite file's tables at once and this one lost the
+            # race; the tables exist now
+            time.sleep(0.5)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:
         raise SearchError(f"storage {url!r}: cannot open ({type(exc).__name__}: {exc})") from None
 
