@@ -310,11 +310,53 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
         )
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
-    raise SearchError(
-        f"search.sampler {search.sampler!r}: the define-by-run space has conditional "
-        "dimensions, which Optuna's GridSampler cannot enumerate; use `fsnas ablate` for grids "
-        "or nsga2/tpe/gp/random here"
-    )
+    return _grid_sampler(config)
+
+
+# a grid is enumerated up front by Optuna's GridSampler: keep it to what a study can run
+MAX_GRID_POINTS = 100_000
+
+
+def _grid_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """Return a GridSampler over every multi-choice dimension of the study's space.
+
+    Raises:
+        SearchError: the grid has more than MAX_GRID_POINTS points (pin more dimensions).
+    """
+    from search_spaces.space import SearchSpace
+
+    grid = SearchSpace.from_dict(config.space).grid_space()
+    size = math.prod(len(values) for values in grid.values())
+    if size > MAX_GRID_POINTS:
+        widest = sorted(grid, key=lambda name: -len(grid[name]))[:5]
+        raise SearchError(
+            f"search.sampler 'grid': the space has {size:,} grid points (> {MAX_GRID_POINTS:,}) "
+            f"over {len(grid)} dimensions; pin dimensions in `space:` to single choices "
+            f"(widest: {', '.join(f'{n} ({len(grid[n])})' for n in widest)})"
+        )
+    return AskTellGridSampler(grid, seed=config.search.seed)
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """A GridSampler usable through ask-and-tell (how Ray's OptunaSearch drives Optuna).
+
+    Optuna's GridSampler calls ``Study.stop()`` once the grid is exhausted, which raises outside
+    ``Study.optimize``; here the requested trial count ends the search instead (a grid smaller
+    than ``--trials`` then repeats points, as Optuna does).
+    """
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        try:
+            super().after_trial(study, trial, state, values)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
 
 
 # -- progress -----------------------------------------------------------------------------------

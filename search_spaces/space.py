@@ -224,6 +224,51 @@ class SearchSpace:
             activation_order=order,
         )
 
+    def grid_space(self) -> dict[str, list[Any]]:
+        """Return every parameter ``sample`` may ask, with its choices (for Optuna's GridSampler).
+
+        Conditional parameters are listed too; a trial that does not ask one ignores its grid
+        value, so a grid over a space with conditional dimensions repeats some architectures.
+        Pin the dimensions you do not want to sweep (single choices are constants, not asked).
+        """
+        grid: dict[str, list[Any]] = {}
+
+        def add(name: str, choices: Sequence[Any]) -> None:
+            if len(choices) > 1:
+                grid[name] = list(choices)
+
+        add("input_norm", self.input_norm)
+        add("activation_order", self.activation_order)
+        add("n_branches", range(self.min_branches, self.max_branches + 1))
+        may_collapse = self.max_branches > 0 and any(r != "none" for r in self.frontend_freq_reduce)
+        may_keep_freq = self.min_branches == 0 or "none" in self.frontend_freq_reduce
+        if self.max_branches > 0:
+            add("frontend_freq_reduce", self.frontend_freq_reduce)
+            for i in range(self.max_branches):
+                add(f"branch{i}_height", self.branch_heights)
+                add(f"branch{i}_width", self.branch_widths)
+                add(f"branch{i}_channels", self.branch_channels)
+            add("depth", range(self.min_depth, self.max_depth + 1))
+        if self.min_branches == 0:
+            add("depth_no_frontend", range(max(1, self.min_depth), self.max_depth + 1))
+        for i in range(self.max_depth):
+            if may_collapse:
+                add(f"block{i}_pool_axes_collapsed", _collapsed_axes(self.pool_axes))
+            if may_keep_freq:
+                add(f"block{i}_height", self.block_heights)
+                add(f"block{i}_pool_axes", self.pool_axes)
+            add(f"block{i}_width", self.block_widths)
+            add(f"block{i}_channels", self.block_channels)
+            add(f"block{i}_residual", self.block_residual)
+            if any(axes != "none" for axes in self.pool_axes):
+                add(f"block{i}_pool_size", self.pool_sizes)
+                add(f"block{i}_pool_type", self.pool_types)
+        if may_keep_freq:
+            add("head_freq_reduce", self.head_freq_reduce)
+        add("head_hidden_units", self.head_hidden_units)
+        add("head_time_pooling", self.head_time_pooling)
+        return grid
+
     def _fit_height(self, height: Height, clip_to_input: bool) -> Height:
         """Return ``height``, or the nearest fitting mel count where it resolves outside
         [1, n_mels] (``clip_to_input``, for ``valid`` padding) or below 1 (a small input)."""

@@ -332,3 +332,22 @@ def test_grid_gives_one_valid_spec_per_value() -> None:
     specs = grid("frequency_height", [1, 3, "0.4M", "0.9M"], VERTICAL)
     heights = [validate(s, 64, 101).frontend_heights for s in specs]
     assert heights == [(1,), (3,), (25,), (57,)]
+
+
+def test_grid_space_lists_every_parameter_sample_asks_with_its_choices() -> None:
+    # the grid is written beside sample(); this keeps the two in step on a space where every
+    # dimension has several choices and both collapsed and full-frequency bodies occur
+    space = SearchSpace(max_branches=2, max_depth=3, frontend_freq_reduce=("max", "none"))
+    grid = space.grid_space()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(150):
+        trial = study.ask()
+        space.sample(trial)
+        for name, distribution in trial.distributions.items():
+            assert name in grid, name
+            if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+                assert list(distribution.choices) == grid[name], name
+            else:
+                assert isinstance(distribution, optuna.distributions.IntDistribution)
+                assert list(range(distribution.low, distribution.high + 1)) == grid[name]
+        study.tell(trial, 0.0)
