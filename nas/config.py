@@ -28,6 +28,8 @@ Sampler = Literal["nsga2", "tpe", "gp", "random", "grid"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 DEFAULT_STORAGE = "sqlite:///.fsnas/studies.db"
+# what `fsnas export --retrain-on` may train the exported model on
+RETRAIN_ON = ("train", "train+valid")
 DEFAULT_RAY_DIR = ".fsnas/ray"
 
 # The one table of objectives a study can use: name -> (direction, axis title with unit).

@@ -50,7 +50,7 @@ from nas.bundle import (
     load_exported,
     sha256_file,
 )
-from nas.config import DEFAULT_STORAGE, StudyConfig, apply_overrides
+from nas.config import DEFAULT_STORAGE, RETRAIN_ON, StudyConfig, apply_overrides
 from nas.config import from_dict as config_from_dict
 from nas.pareto import select
 from search_spaces.build import build_model, count_params
@@ -68,8 +68,6 @@ _ONNX_CHECK_BATCH = 4
 
 DEFAULT_ALIAS: Final = "champion"
 """The MLflow registered-model alias an export points at its new version."""
-
-RETRAIN_ON: Final = ("train", "train+valid")
 
 
 class ExportError(FsnasError):

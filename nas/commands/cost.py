@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces import ArchSpec, trace
 from search_spaces.errors import SpecError
-from trainers.cost import CostReport, cost_report
+
+if TYPE_CHECKING:  # torch and fvcore are imported when a cost is computed, not at CLI start
+    from trainers.cost import CostReport
 
 
 def add_cost_arguments(parser: argparse.ArgumentParser, input_required: bool) -> None:
@@ -76,6 +78,8 @@ def report_cost(
     Everything is computed before the first line is printed, so an error prints nothing else.
     """
     shapes = trace(spec, n_mels, n_frames)  # SpecError before anything is built
+    from trainers.cost import cost_report
+
     report = cost_report(
         spec,
         n_mels,

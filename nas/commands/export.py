@@ -9,8 +9,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add the ``export`` sub-command."""
-    from nas.config import DEFAULT_STORAGE
-    from nas.export import RETRAIN_ON
+    from nas.config import DEFAULT_STORAGE, RETRAIN_ON
     from nas.pareto import SELECTION_RULES
 
     parser = subparsers.add_parser(
