@@ -85,10 +85,13 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
         "runtime_env": {"env_vars": dict(_WORKER_ENV)},
     }
     try:
-        if address:
-            ray.init(address=address, **kwargs)
+        env_address = os.environ.get("RAY_ADDRESS")
+        if address or (env_address and env_address != "local"):
+            ray.init(address=address or env_address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            # "local" starts a private instance: a bare ray.init() would join any `ray start`
+            # cluster already running on this machine (and its GPUs); --address auto joins one
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"--address {address}" if address else "local Ray"
         raise SearchError(f"{where}: cannot start/join Ray ({exc})") from None
