@@ -218,17 +218,7 @@ def measure_train_vram(
     base_b = _reset_peak(dev)
     for _ in range(steps):
         step()
-    torch.cuda.synchronize(dev)
-    peak_b = int(torch.cuda.max_memory_allocated(dev))
-    return VramMeasurement(
-        vram_mb=(peak_b - outside_b) / MIB,
-        above_base_mb=(peak_b - base_b) / MIB,
-        reserved_mb=int(torch.cuda.max_memory_reserved(dev)) / MIB,
-        batch_size=batch_shape[0],
-        steps=steps,
-        cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
-        device_name=torch.cuda.get_device_name(dev),
-    )
+    return _peak_measurement(dev, outside_b, base_b, batch_shape[0], steps)
 
 
 def measure_infer_vram(
@@ -258,14 +248,21 @@ def measure_infer_vram(
         base_b = _reset_peak(dev)
         for _ in range(repeats):
             model(x)
+    return _peak_measurement(dev, outside_b, base_b, input_shape[0], repeats)
+
+
+def _peak_measurement(
+    dev: torch.device, outside_b: int, base_b: int, batch_size: int, steps: int
+) -> VramMeasurement:
+    """Return the allocator's peak since the last reset, above ``outside_b`` and ``base_b``."""
     torch.cuda.synchronize(dev)
     peak_b = int(torch.cuda.max_memory_allocated(dev))
     return VramMeasurement(
         vram_mb=(peak_b - outside_b) / MIB,
         above_base_mb=(peak_b - base_b) / MIB,
         reserved_mb=int(torch.cuda.max_memory_reserved(dev)) / MIB,
-        batch_size=input_shape[0],
-        steps=repeats,
+        batch_size=batch_size,
+        steps=steps,
         cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
         device_name=torch.cuda.get_device_name(dev),
     )
