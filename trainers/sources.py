@@ -417,24 +417,13 @@ def _load_esc50(root: Path | None, options: dict[str, Any]) -> Source:
     meta = _need(root / "meta" / "esc50.csv", "meta/esc50.csv", "esc50")
     rows = _read_csv(meta, "esc50")
     _require_columns(rows, ("filename", "fold", "category"), meta)
-    test_fold = _int_option(options, "test_fold", 5, "esc50")
-    valid_fold = _int_option(options, "valid_fold", 4 if test_fold != 4 else 3, "esc50")
-    clips = [
-        Clip(
-            path=str(root / "audio" / r["filename"]),
-            labels=(r["category"],),
-            split=_fold_split(int(r["fold"]), test_fold, valid_fold),
-            group=f"fold{r['fold']}",
-        )
-        for r in rows
-    ]
-    return _single_or_multi(
-        clips,
-        "esc50",
+    return _fold_source(
         root,
-        multi_label=False,
-        official_split=f"ESC-50 folds: test fold {test_fold}, valid fold {valid_fold}",
-        options={"test_fold": test_fold, "valid_fold": valid_fold},
+        "esc50",
+        "ESC-50",
+        [(root / "audio" / r["filename"], r["category"], int(r["fold"])) for r in rows],
+        options,
+        default_test_fold=5,
     )
 
 
@@ -445,23 +434,47 @@ def _load_urbansound8k(root: Path | None, options: dict[str, Any]) -> Source:
     )
     rows = _read_csv(meta, "urbansound8k")
     _require_columns(rows, ("slice_file_name", "fold", "class"), meta)
-    test_fold = _int_option(options, "test_fold", 10, "urbansound8k")
-    valid_fold = _int_option(options, "valid_fold", 9 if test_fold != 9 else 8, "urbansound8k")
+    entries = [
+        (root / "audio" / f"fold{r['fold']}" / r["slice_file_name"], r["class"], int(r["fold"]))
+        for r in rows
+    ]
+    return _fold_source(
+        root, "urbansound8k", "UrbanSound8K", entries, options, default_test_fold=10
+    )
+
+
+def _fold_source(
+    root: Path,
+    kind: str,
+    title: str,
+    entries: list[tuple[Path, str, int]],
+    options: dict[str, Any],
+    default_test_fold: int,
+) -> Source:
+    """Return a single-label source split by folds: one test fold, the one before it valid."""
+    test_fold = _int_option(options, "test_fold", default_test_fold, kind)
+    default_valid = default_test_fold - 1
+    valid_fold = _int_option(
+        options,
+        "valid_fold",
+        default_valid if test_fold != default_valid else default_valid - 1,
+        kind,
+    )
     clips = [
         Clip(
-            path=str(root / "audio" / f"fold{r['fold']}" / r["slice_file_name"]),
-            labels=(r["class"],),
-            split=_fold_split(int(r["fold"]), test_fold, valid_fold),
-            group=f"fold{r['fold']}",
+            path=str(path),
+            labels=(label,),
+            split=_fold_split(fold, test_fold, valid_fold),
+            group=f"fold{fold}",
         )
-        for r in rows
+        for path, label, fold in entries
     ]
     return _single_or_multi(
         clips,
-        "urbansound8k",
+        kind,
         root,
         multi_label=False,
-        official_split=f"UrbanSound8K folds: test fold {test_fold}, valid fold {valid_fold}",
+        official_split=f"{title} folds: test fold {test_fold}, valid fold {valid_fold}",
         options={"test_fold": test_fold, "valid_fold": valid_fold},
     )
 
