@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from nas.config import load_config
-from nas.search import load_study_features, outcome_text, run_search
+from nas.search import load_study_features, outcome_text, run_search, trial_train_config
 from search_spaces.spec import ArchSpec, ConvBlock, Head
 from trainers.train import fit
 
@@ -44,6 +44,12 @@ def main() -> int:
     parser.add_argument("--config", default=str(REPO / "configs" / "fsdd.yaml"))
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=None,
+        help="stop each trial's training (and the VGG's) after this many seconds (CPU runs)",
+    )
     parser.add_argument("--study", default=None)
     parser.add_argument("--data", default=None, help="KIND:PATH (default: the config's)")
     parser.add_argument("--storage", default=None)
@@ -58,6 +64,7 @@ def main() -> int:
         {
             "search.trials": args.trials,
             "train.epochs": args.epochs,
+            "train.time_budget_s": args.time_budget_s,
             "study": args.study,
             "data.source": args.data,
             "storage": args.storage,
@@ -70,7 +77,8 @@ def main() -> int:
     print(outcome_text(outcome))
 
     data = load_study_features(config)
-    vgg = fit(vgg5(), data, config.train, "auto")
+    # the same TrainConfig a trial gets (threads per trial included)
+    vgg = fit(vgg5(), data, trial_train_config(config), "auto")
     if vgg.status != "complete" or vgg.train_vram_mb is None:
         print(f"VGG baseline did not complete: {vgg.status} {vgg.reason}", file=sys.stderr)
         return 2
@@ -105,6 +113,7 @@ def main() -> int:
         "trials": len(outcome.records),
         "search_seconds": round(search_s, 1),
         "epochs": config.train.epochs,
+        "time_budget_s": config.train.time_budget_s,
         "device": vgg.device,
         "vgg": {
             "test_accuracy": vgg.metrics.get("test_accuracy"),

@@ -60,6 +60,32 @@ class TrialSettings:
     device: str = "auto"  # "auto": CUDA when the worker has a GPU assigned, else CPU
 
 
+# per-epoch keys of ``fit`` that carry a pre-training estimate -> the objective they stand for
+_ESTIMATE_KEYS = {
+    "train_vram_estimate_mb": "train_vram_mb",
+    "infer_vram_estimate_mb": "infer_vram_mb",
+}
+
+
+# the cost objectives a trial reports at every epoch (known before training): the ones the
+# Pareto-aware scheduler can compare at a rung
+RUNG_COSTS = ("train_vram_mb", "infer_vram_mb", "params", "gflops")
+
+
+def early_stopping_notice(config: StudyConfig, objectives: list[Objective]) -> str | None:
+    """Return why early stopping can stop nothing in this study, or None when it can."""
+    if not config.search.early_stopping.enabled:
+        return None
+    if any(o.name in RUNG_COSTS for o in objectives[1:]):
+        return None
+    costs = ", ".join(o.name for o in objectives[1:]) or "none"
+    return (
+        f"[{config.study}] early stopping will stop no trial: its cost objectives ({costs}) are "
+        f"measured only after training, and a rung never judges on the metric alone; add one of "
+        f"{', '.join(RUNG_COSTS)} to search.objectives to prune dominated trials"
+    )
+
+
 def estimate_train_vram_mb(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> float | None:
     """Return the estimated peak training VRAM of ``spec`` in MB, or None if it cannot be made.
 
@@ -130,30 +156,39 @@ def _trial_body(
     record.spec = spec.to_dict()
     record.spec_summary = spec.summary()
     metric = metric_name(data.task)
-    estimate_mb = estimate_train_vram_mb(spec, data, settings.train_config)
-    known_costs: dict[str, float] = {}
-    if estimate_mb is not None:
-        known_costs["train_vram_mb"] = estimate_mb
-        record.costs["train_vram_estimate_mb"] = estimate_mb
     limit_mb = settings.max_train_vram_mb
-    if limit_mb is not None and estimate_mb is not None and estimate_mb > limit_mb:
-        record.status = "infeasible"
-        record.reason = (
-            f"estimated training VRAM {estimate_mb:.0f} MB > --max-train-vram-mb {limit_mb:g}; "
-            "not trained"
-        )
-        record.costs.update(
-            {
-                "train_vram_mb": estimate_mb,
-                "vram_source": "estimated",
-                CONSTRAINT_ATTR: estimate_mb - limit_mb,
-            }
-        )
-        return
+    if limit_mb is not None:
+        estimate_mb = estimate_train_vram_mb(spec, data, settings.train_config)
+        if estimate_mb is not None and estimate_mb > limit_mb:
+            record.status = "infeasible"
+            record.reason = (
+                f"estimated training VRAM {estimate_mb:.0f} MB > --max-train-vram-mb "
+                f"{limit_mb:g}; not trained"
+            )
+            record.costs.update(
+                {
+                    "train_vram_estimate_mb": estimate_mb,
+                    "train_vram_mb": estimate_mb,
+                    "vram_source": "estimated",
+                    CONSTRAINT_ATTR: estimate_mb - limit_mb,
+                }
+            )
+            return
 
     def epoch_report(values: dict[str, Any]) -> None:
-        if report is not None:
-            report({**values, **known_costs, "epoch": int(values.get("epoch", 0))})
+        """Forward an epoch to the scheduler with every cost objective known before training.
+
+        VRAM is the estimate at every rung (measured VRAM exists only once a trial ends), so
+        peers are compared on the same footing.
+        """
+        if report is None:
+            return
+        out = {k: v for k, v in values.items() if k not in _ESTIMATE_KEYS}
+        for estimate_key, objective_key in _ESTIMATE_KEYS.items():
+            if estimate_key in values:
+                out[objective_key] = values[estimate_key]
+        out["epoch"] = int(values.get("epoch", 0))
+        report(out)
 
     result = fit(spec, data, settings.train_config, device or settings.device, epoch_report)
     record.status = result.status
@@ -161,6 +196,8 @@ def _trial_body(
     record.metrics = dict(result.metrics)
     record.history = list(result.history)
     record.device = result.device
+    if "train_vram_estimate_mb" in result.extra:
+        record.costs["train_vram_estimate_mb"] = float(result.extra["train_vram_estimate_mb"])
     record.costs.update(
         {
             "params": result.params,
@@ -517,6 +554,9 @@ def run_search(
     previous = load_records(study)
     remaining = config.search.trials - len(previous)
     progress = Progress(config.study, config.search.trials, objectives, stream=out)
+    notice = early_stopping_notice(config, objectives)
+    if notice:
+        print(notice, file=out, flush=True)
     progress.records.extend(previous)
     if previous or orphans:
         print(
@@ -541,7 +581,7 @@ def run_search(
             tracker.maybe_refresh(progress.records, summary)
 
     settings = TrialSettings(
-        train_config=_trial_train_config(config),
+        train_config=trial_train_config(config),
         objectives=tuple(objectives),
         max_train_vram_mb=config.search.max_train_vram_mb,
     )
@@ -605,7 +645,8 @@ def _open_study(
     return study
 
 
-def _trial_train_config(config: StudyConfig) -> TrainConfig:
+def trial_train_config(config: StudyConfig) -> TrainConfig:
+    """Return the TrainConfig every trial of the study trains with (threads per trial set)."""
     threads = max(1, int(config.resources.cpus_per_trial))
     return dataclasses.replace(config.train, num_threads=config.train.num_threads or threads)
 

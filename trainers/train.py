@@ -437,8 +437,10 @@ def fit(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` or a torch.device.
         report: called after every epoch with ``epoch``, ``train_loss``, ``val_loss``,
             ``val_<metric>``, ``lr`` (at the epoch's start), ``step_ms`` (mean training step,
-            batch gathering included) and ``seconds`` (the epoch's, validation included);
-            raising ``StopTrial`` from it ends the trial with status ``pruned``.
+            batch gathering included), ``seconds`` (the epoch's, validation included) and
+            the costs known before training (``params``, ``gflops``,
+            ``train_vram_estimate_mb``, ``infer_vram_estimate_mb``); raising ``StopTrial``
+            from it ends the trial with status ``pruned``.
 
     Returns:
         A TrialResult. ``metrics`` holds the best validation epoch's ``val_*`` values,
@@ -497,6 +499,14 @@ def _run_trial(
     result.gflops = static["gflops"]
     result.train_vram_mb = static["train_vram_estimate_mb"]
     result.vram_source = "estimated"
+    # costs known before training, sent with every epoch's report (an early-stopping
+    # scheduler compares trials on them); never written to the history
+    known_costs = {
+        "params": float(static["params"]),
+        "gflops": static["gflops"],
+        "train_vram_estimate_mb": static["train_vram_estimate_mb"],
+        "infer_vram_estimate_mb": static["infer_vram_estimate_mb"],
+    }
     result.extra.update(
         train_vram_estimate_mb=static["train_vram_estimate_mb"],
         train_vram_estimate_method=static["train_vram_estimate_method"],
@@ -615,7 +625,7 @@ def _run_trial(
                 epochs_without_improvement += 1
             if report is not None:
                 try:
-                    report(dict(row))
+                    report({**row, **known_costs})
                 except StopTrial as exc:
                     result.status = "pruned"
                     result.reason = (

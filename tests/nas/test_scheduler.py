@@ -10,12 +10,14 @@ import pytest
 
 from dashboards.records import Objective, TrialRecord
 from nas import pareto
+from nas.config import StudyConfig, from_dict
 from nas.ray_backend import FsnasOptunaSearch, ParetoAshaScheduler, TrialLedger
 from nas.search import (
     FINAL_KEY,
     NATIVE_CONSTRAINTS,
     RECORD_JSON_KEY,
     STATUS_ATTR,
+    early_stopping_notice,
     load_records,
     summarise,
 )
@@ -76,6 +78,51 @@ def test_scheduler_decisions_at_rungs() -> None:
     # dominated by three peers: stopped, with the reason in the ledger
     assert sched.decide("t5", {"epoch": 1, "val_accuracy": 0.5, "train_vram_mb": 300.0}) == "STOP"
     assert "dominated on (val_accuracy, train_vram_mb) by 3 of 4" in ledger.pruned["t5"]
+
+
+def test_scheduler_uses_every_cost_known_at_the_rung() -> None:
+    # objectives accuracy x GFLOPs x latency: latency is only measured after training, so the
+    # rung compares (accuracy, GFLOPs); a FLOPs-only study stops dominated trials too
+    objectives = [
+        Objective("val_accuracy", "maximize"),
+        Objective("gflops", "minimize"),
+        Objective("latency_ms", "minimize"),
+    ]
+    ledger = _ledger([])
+    sched = ParetoAshaScheduler(
+        objectives=objectives,
+        max_epochs=9,
+        grace_epochs=1,
+        reduction_factor=3,
+        min_dominators=2,
+        ledger=ledger,
+    )
+    for i, (acc, gflops) in enumerate([(0.9, 0.1), (0.92, 0.12), (0.91, 0.11)]):
+        report = {"epoch": 1, "val_accuracy": acc, "gflops": gflops, "train_vram_mb": 1e6}
+        assert sched.decide(f"t{i}", report) == "CONTINUE"
+    cheap = {"epoch": 1, "val_accuracy": 0.2, "gflops": 0.01, "train_vram_mb": 1.0}
+    assert sched.decide("t3", cheap) == "CONTINUE"
+    # VRAM is no objective here: a tiny VRAM does not save a trial dominated on FLOPs
+    dominated = {"epoch": 1, "val_accuracy": 0.5, "gflops": 0.3, "train_vram_mb": 1.0}
+    assert sched.decide("t4", dominated) == "STOP"
+    assert "dominated on (val_accuracy, gflops) by 3 of 4" in ledger.pruned["t4"]
+
+
+def test_a_study_whose_costs_come_after_training_is_told_nothing_stops() -> None:
+    config = from_dict({"study": "lat", "search": {"objectives": ["val_metric", "latency_ms"]}})
+    objectives = config.objectives("single_label")
+    notice = early_stopping_notice(config, objectives)
+    assert notice is not None and "(latency_ms)" in notice and "gflops" in notice
+    assert early_stopping_notice(StudyConfig(), StudyConfig().objectives("single_label")) is None
+    off = from_dict(
+        {
+            "search": {
+                "objectives": ["val_metric", "latency_ms"],
+                "early_stopping": {"enabled": False},
+            }
+        }
+    )
+    assert early_stopping_notice(off, objectives) is None
 
 
 def _final(acc: float, vram: float) -> dict[str, Any]:

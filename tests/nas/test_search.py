@@ -67,8 +67,14 @@ def test_trial_reports_epochs_and_objectives(tiny_features) -> None:  # type: ig
     record = record_from_result(final, 0)
     assert record is not None and record.status == "complete", record
     assert [r["epoch"] for r in reports] == [1, 2]
-    # the scheduler sees the metric so far and the cost known before training
+    # the scheduler sees the metric so far and every cost known before training, the VRAM
+    # as the estimate (the same footing for every trial at a rung)
     assert all("val_accuracy" in r and r["train_vram_mb"] > 0 for r in reports)
+    assert all(r["params"] == record.costs["params"] for r in reports)
+    assert all(r["gflops"] == record.costs["gflops"] > 0 for r in reports)
+    assert all(r["infer_vram_mb"] > 0 for r in reports)
+    assert all(r["train_vram_mb"] == record.costs["train_vram_estimate_mb"] for r in reports)
+    assert not any("train_vram_estimate_mb" in r for r in reports)
     assert set(record.objectives) == {"val_accuracy", "train_vram_mb"}
     assert final["val_accuracy"] == record.objectives["val_accuracy"]
     assert record.spec_summary.startswith("F[0.9Mx3x4")

@@ -125,7 +125,13 @@ def test_report_receives_every_epoch_and_stop_trial_prunes() -> None:
     result = fit(SPEC, toy_features(), FAST, report=report)
     assert result.status == "pruned" and result.reason == "dominated at rung 2"
     assert [row["epoch"] for row in seen] == [1, 2]
-    assert seen == result.history and result.epochs_run == 2
+    assert result.epochs_run == 2
+    # each report is the history row plus the costs known before training
+    known = {"params", "gflops", "train_vram_estimate_mb", "infer_vram_estimate_mb"}
+    assert [{k: v for k, v in row.items() if k not in known} for row in seen] == result.history
+    assert all(row["params"] == result.params and row["gflops"] == result.gflops for row in seen)
+    assert all(row["train_vram_estimate_mb"] == result.train_vram_mb for row in seen)
+    assert not known & set(result.history[0])
     assert {"val_accuracy", "test_accuracy", "best_epoch"} <= set(result.metrics)
 
 
