@@ -31,6 +31,10 @@ DEFAULT_STORAGE = "sqlite:///.fsnas/studies.db"
 # what `fsnas export --retrain-on` may train the exported model on
 RETRAIN_ON = ("train", "train+valid")
 DEFAULT_RAY_DIR = ".fsnas/ray"
+DEFAULT_WEIGHTS_DIR = ".fsnas/weights"  # <weights_dir>/<study>/trial-NNNNN.safetensors
+# which trained trials' best-epoch weights the search keeps (``fsnas export`` uses them)
+KeepWeights = Literal["front", "all", "none"]
+KEEP_WEIGHTS: tuple[str, ...] = get_args(KeepWeights)
 
 # The one table of objectives a study can use: name -> (direction, axis title with unit).
 # "val_metric" stands for the task's validation metric (see ``metric_name``).
@@ -86,6 +90,7 @@ class SearchConfig:
     max_failures: int = 0  # retries of a crashed trial (a failed *result* is never retried)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     population_size: int | None = None  # nsga2 generation size; None = min(trials, 50) // 2
+    keep_weights: KeepWeights = "front"  # front: the final front's; all: every complete trial's
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class StudyConfig:
     storage: str = DEFAULT_STORAGE
     tracking_uri: str | None = None
     ray_dir: str = DEFAULT_RAY_DIR
+    weights_dir: str = DEFAULT_WEIGHTS_DIR
     data: DataConfig = field(default_factory=DataConfig)
     space: dict[str, Any] = field(default_factory=dict)  # search_spaces.SearchSpace bounds
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=4))

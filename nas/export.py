@@ -482,10 +482,13 @@ def select_trial(study: str, rule: str, storage: str | None = None) -> StudySele
 def trial_checkpoint(record: TrialRecord) -> Path | None:
     """Return the trial's best-weights checkpoint if the search kept one for *this* spec.
 
-    The search may write checkpoints to a shared directory, where a later trial overwrites an
-    earlier one, so a checkpoint counts only when the spec stored in it equals the trial's.
+    The search keeps the weights of its front (``search.keep_weights``); a file that is gone,
+    unreadable or holds another spec (a folder reused by another study of the same name)
+    does not count, and the export then retrains.
     """
-    candidate = record.costs.get("checkpoint") or getattr(record, "checkpoint", None)
+    from nas.search import CHECKPOINT_KEY
+
+    candidate = record.costs.get(CHECKPOINT_KEY)
     if not candidate or not Path(str(candidate)).is_file():
         return None
     try:

@@ -8,7 +8,10 @@ The driver (``nas.search``) calls ``run``; nothing else in fsnas imports Ray. Th
   sampler's ``constraints_func`` reads) as user attributes *before* ``tell``, and to tell Optuna
   the truth: a trial the scheduler stopped early is PRUNED (plain OptunaSearch would tell it
   COMPLETE with its partial values), a failed one FAIL.
-* ``ParetoAshaScheduler``: MO-ASHA-like early stopping on (metric so far, estimated cost).
+* ``ParetoAshaScheduler``: MO-ASHA-like early stopping on (metric so far, the costs known
+  before training).
+* ``WeightStore``: an actor on the driver's node that receives each complete trial's
+  best-epoch weights as bytes (no shared filesystem needed) for ``fsnas export``.
 * ``run``: features into the object store once (``tune.with_parameters``), per-trial resources
   (``tune.with_resources``, a function of the sampled spec for ``gpus_per_trial=auto``),
   ``max_concurrent_trials``, ``reuse_actors`` and ``FailureConfig(max_failures)``.
@@ -20,8 +23,11 @@ Tune state is never replayed (replaying would re-run or duplicate trials Optuna 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -33,16 +39,19 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dashboards.records import Objective, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, parse_gpus_per_trial
 from nas.search import (
+    CHECKPOINT_KEY,
     CONSTRAINT_ATTR,
     FINAL_KEY,
     NATIVE_CONSTRAINTS,
     RECORD_ATTR,
     STATUS_ATTR,
+    WEIGHTS_SUFFIX,
     Progress,
     SearchError,
     TrialSettings,
@@ -51,8 +60,10 @@ from nas.search import (
     gpu_share,
     record_from_result,
     run_trial,
+    weights_filename,
 )
 from search_spaces.spec import ArchSpec
+from trainers.checkpoint import CHECKPOINT_FILENAME
 from trainers.featureset import FeatureSet
 
 # Workers must not chdir into trial folders (relative paths in configs stay valid) and the
@@ -98,10 +109,44 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
+# -- trained weights: from any worker to the driver's node ------------------------------------
+class WeightStore:
+    """An actor on the driver's node that writes the weights workers send it into one folder.
+
+    Workers on other nodes share no filesystem with the driver, so a trial's best-epoch
+    safetensors file travels as bytes through Ray's object store (no shared storage needed).
+    The file is named after the Tune trial id; the driver renames it to the Optuna trial
+    number when it records the trial (``build_record``).
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, key: str, blob: bytes) -> str:
+        """Write ``blob`` atomically as ``<folder>/<key>.safetensors``; return the path."""
+        path = self.folder / f"{key}{WEIGHTS_SUFFIX}"
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(blob)
+        os.replace(partial, path)
+        return str(path)
+
+
+def start_weight_store(folder: Path) -> Any:
+    """Return a WeightStore actor pinned to this (the driver's) node, writing into ``folder``."""
+    node = ray.get_runtime_context().get_node_id()
+    actor = ray.remote(num_cpus=0)(WeightStore).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    )
+    return actor.remote(str(folder))
+
+
 # -- trial side (runs in a Ray worker) ---------------------------------------------------------
-def _trainable(config: dict[str, Any], data: FeatureSet, settings: TrialSettings) -> None:
+def _trainable(
+    config: dict[str, Any], data: FeatureSet, settings: TrialSettings, store: Any = None
+) -> None:
     """Train one search trial in a Ray worker: per-epoch reports, then one final report."""
-    _train_in_worker(run_trial, config, data, settings)
+    _train_in_worker(run_trial, config, data, settings, store)
 
 
 def _fixed_trainable(
@@ -116,8 +161,31 @@ def _fixed_trainable(
 
 
 def _train_in_worker(
-    trial_fn: TrialFunction, config: dict[str, Any], data: FeatureSet, settings: TrialSettings
+    trial_fn: TrialFunction,
+    config: dict[str, Any],
+    data: FeatureSet,
+    settings: TrialSettings,
+    store: Any = None,
 ) -> None:
+    """Run ``trial_fn`` on the worker's device; send a complete trial's weights to ``store``."""
+    folder = tempfile.mkdtemp(prefix="fsnas-trial-") if store is not None else None
+    try:
+        if folder is not None:
+            settings = dataclasses.replace(settings, checkpoint_dir=folder)
+        final = _train_on_device(trial_fn, config, data, settings)
+        weights = Path(folder) / CHECKPOINT_FILENAME if folder is not None else None
+        if weights is not None and final.get(STATUS_ATTR) == "complete" and weights.is_file():
+            # before the final report, so the driver finds the file when it records the trial
+            ray.get(store.put.remote(tune.get_context().get_trial_id(), weights.read_bytes()))
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    tune.report(final)
+
+
+def _train_on_device(
+    trial_fn: TrialFunction, config: dict[str, Any], data: FeatureSet, settings: TrialSettings
+) -> dict[str, Any]:
     import torch
 
     context = ray.get_runtime_context()
@@ -135,15 +203,18 @@ def _train_in_worker(
     final = trial_fn(config, data, settings, report, device)
     final[NODE_ATTR] = context.get_node_id()
     final[GPU_SHARE_ATTR] = gpu
-    tune.report(final)
+    return final
 
 
 # -- driver-side bookkeeping ---------------------------------------------------------------
 class TrialLedger:
     """Driver-side table of live Tune trials: configs, scheduler stops, Tune Trial objects."""
 
-    def __init__(self, on_record: Callable[[TrialRecord], None]) -> None:
+    def __init__(
+        self, on_record: Callable[[TrialRecord], None], weights_dir: Path | None = None
+    ) -> None:
         self.on_record = on_record
+        self.weights_dir = weights_dir  # where the WeightStore writes (None: weights not kept)
         self.configs: dict[str, dict[str, Any]] = {}
         self.pruned: dict[str, str] = {}  # Tune trial id -> why the scheduler stopped it
         self.trials: dict[str, Any] = {}  # Tune trial id -> ray.tune Trial (for error text)
@@ -151,7 +222,24 @@ class TrialLedger:
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its config (search algorithm, callbacks) for Tuner.restore, which fsnas
         # never uses; the driver's callbacks and output streams cannot be pickled.
-        return {"on_record": None, "configs": {}, "pruned": {}, "trials": {}}
+        return {
+            "on_record": None,
+            "weights_dir": self.weights_dir,
+            "configs": {},
+            "pruned": {},
+            "trials": {},
+        }
+
+    def claim_weights(self, trial_id: str, number: int) -> str | None:
+        """Return the path of the trial's weights, renamed to its Optuna number; None if none."""
+        if self.weights_dir is None:
+            return None
+        sent = self.weights_dir / f"{trial_id}{WEIGHTS_SUFFIX}"
+        if not sent.is_file():
+            return None
+        kept = self.weights_dir / weights_filename(number)
+        os.replace(sent, kept)
+        return str(kept)
 
     def error_text(self, trial_id: str) -> str:
         """Return the last line of a crashed trial's error, or a generic reason."""
@@ -191,6 +279,10 @@ def build_record(
     if record is not None:
         if result is not None:
             record.ray_trial_id = trial_id
+        if record.status == "complete":
+            kept = ledger.claim_weights(trial_id, number)
+            if kept is not None:
+                record.costs[CHECKPOINT_KEY] = kept
         return record
     spec_dict = ledger.configs.get(trial_id, {}).get("spec", {})
     record = TrialRecord(
@@ -440,8 +532,14 @@ def run(
     n_trials: int,
     on_record: Callable[[TrialRecord], None],
     progress: Progress,
+    weights_dir: Path | None = None,
 ) -> str:
-    """Run ``n_trials`` more trials of the study on Ray Tune; return the Tune experiment folder."""
+    """Run ``n_trials`` more trials of the study on Ray Tune; return the Tune experiment folder.
+
+    With ``weights_dir`` every complete trial's best-epoch weights are written there (on the
+    driver's node) as ``trial-NNNNN.safetensors`` and the record's ``costs["checkpoint"]``
+    names the file.
+    """
     started_here = init_ray(config.resources.address, config.resources.num_cpus)
     try:
         return _run(
@@ -455,6 +553,7 @@ def run(
             n_trials,
             on_record,
             progress,
+            weights_dir,
         )
     finally:
         if started_here:
@@ -472,8 +571,10 @@ def _run(
     n_trials: int,
     on_record: Callable[[TrialRecord], None],
     progress: Progress,
+    weights_dir: Path | None,
 ) -> str:
-    ledger = TrialLedger(on_record)
+    ledger = TrialLedger(on_record, weights_dir)
+    store = start_weight_store(weights_dir) if weights_dir is not None else None
 
     def define_by_run(trial: optuna.Trial) -> dict[str, Any]:
         return {"spec": space.sample(trial).to_dict()}
@@ -499,7 +600,7 @@ def _run(
             min_dominators=stopping.min_dominators,
             ledger=ledger,
         )
-    trainable = tune.with_parameters(_trainable, data=data, settings=settings)
+    trainable = tune.with_parameters(_trainable, data=data, settings=settings, store=store)
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
     trainable = tune.with_resources(
         trainable, trial_resources(config, data, settings, cluster_gpus)
@@ -526,7 +627,11 @@ def _run(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        if store is not None:
+            ray.kill(store)
     return str(storage_path / name)
 
 

@@ -58,6 +58,48 @@ class TrialSettings:
     objectives: tuple[Objective, ...]
     max_train_vram_mb: float | None = None
     device: str = "auto"  # "auto": CUDA when the worker has a GPU assigned, else CPU
+    # where fit writes the best epoch's weights (a worker's own temporary folder); None: nowhere
+    checkpoint_dir: str | None = None
+
+
+# -- kept weights --------------------------------------------------------------------------------
+CHECKPOINT_KEY = "checkpoint"  # TrialRecord.costs key: the path of the trial's kept weights
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+def weights_filename(number: int) -> str:
+    """Return the file name of trial ``number``'s kept weights."""
+    return f"trial-{number:05d}{WEIGHTS_SUFFIX}"
+
+
+def weights_folder(config: StudyConfig) -> Path | None:
+    """Return the absolute folder the study's trial weights go to; None when none are kept."""
+    if config.search.keep_weights == "none":
+        return None
+    return Path(config.weights_dir).expanduser().resolve() / config.study
+
+
+def tidy_weights(
+    folder: Path, records: list[TrialRecord], front: list[TrialRecord], keep: str
+) -> list[Path]:
+    """Delete the weight files ``keep`` does not ask for; return the files kept.
+
+    ``front``: only the front's trials' files stay; ``all``: every recorded trial's. Files no
+    record names (a trial whose driver was killed before it recorded it) always go.
+    """
+    if not folder.is_dir():
+        return []
+    keepers = front if keep == "front" else records
+    wanted = {
+        Path(str(r.costs[CHECKPOINT_KEY])).resolve() for r in keepers if r.costs.get(CHECKPOINT_KEY)
+    }
+    kept = []
+    for path in sorted(folder.glob(f"*{WEIGHTS_SUFFIX}*")):
+        if path.resolve() in wanted:
+            kept.append(path)
+        else:
+            path.unlink(missing_ok=True)
+    return kept
 
 
 # per-epoch keys of ``fit`` that carry a pre-training estimate -> the objective they stand for
@@ -190,7 +232,10 @@ def _trial_body(
         out["epoch"] = int(values.get("epoch", 0))
         report(out)
 
-    result = fit(spec, data, settings.train_config, device or settings.device, epoch_report)
+    train_config = settings.train_config
+    if settings.checkpoint_dir:
+        train_config = dataclasses.replace(train_config, checkpoint_dir=settings.checkpoint_dir)
+    result = fit(spec, data, train_config, device or settings.device, epoch_report)
     record.status = result.status
     record.reason = result.reason
     record.metrics = dict(result.metrics)
@@ -587,6 +632,7 @@ def run_search(
     )
     experiment_dir = None
     status = "FINISHED"
+    weights = weights_folder(config)
     try:
         if remaining > 0:
             experiment_dir = ray_backend.run(
@@ -600,6 +646,7 @@ def run_search(
                 n_trials=remaining,
                 on_record=on_record,
                 progress=progress,
+                weights_dir=weights,
             )
     except BaseException:
         status = "KILLED"
@@ -609,6 +656,8 @@ def run_search(
         summary, front, hv, knee = summarise(
             config.study, records, objectives, config.to_dict(), progress.hv_history
         )
+        if weights is not None and status == "FINISHED":
+            tidy_weights(weights, records, front, config.search.keep_weights)
         if tracker is not None:
             tracker.finish(records, summary, status)
     return SearchOutcome(
@@ -730,6 +779,14 @@ def outcome_text(outcome: SearchOutcome) -> str:
     ]
     if outcome.knee is not None:
         lines.append(f"knee: trial {outcome.knee.number} ({outcome.knee.spec_summary})")
+    kept = [r for r in outcome.front if r.costs.get(CHECKPOINT_KEY)]
+    kept = [r for r in kept if Path(str(r.costs[CHECKPOINT_KEY])).is_file()]
+    if kept:
+        folder = Path(str(kept[0].costs[CHECKPOINT_KEY])).parent
+        lines.append(
+            f"trained weights of {len(kept)} front trial(s) in {folder} "
+            "(`fsnas export` uses them instead of retraining)"
+        )
     return "\n".join(lines)
 
 

@@ -23,12 +23,13 @@ FLAG_KEYS: dict[str, str] = {
     "time_budget_s": "train.time_budget_s",
     "search_time_budget_s": "search.time_budget_s",
     "batch_size": "train.batch_size",
+    "keep_weights": "search.keep_weights",
 }
 
 
 def add_study_flags(parser: argparse.ArgumentParser) -> None:
     """Add the flags that override study-config keys (shared by ``search`` and ``demo``)."""
-    from nas.config import SAMPLERS
+    from nas.config import KEEP_WEIGHTS, SAMPLERS
 
     parser.add_argument("--config", metavar="FILE.yaml", help="study config (YAML)")
     parser.add_argument(
@@ -62,6 +63,11 @@ def add_study_flags(parser: argparse.ArgumentParser) -> None:
         "--search-time-budget-s", type=float, metavar="S", help="wall-time limit of the search"
     )
     parser.add_argument("--batch-size", type=int, metavar="B", help="training batch size")
+    parser.add_argument(
+        "--keep-weights",
+        choices=KEEP_WEIGHTS,
+        help="trained weights kept for export: the final front's (default), all, none",
+    )
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def tiny_config(tmp_path: Path, study: str = "tiny", **sections: Any) -> dict[st
         "storage": f"sqlite:///{tmp_path / 'studies.db'}",
         "tracking_uri": "none",
         "ray_dir": str(tmp_path / "ray"),
+        "weights_dir": str(tmp_path / "weights"),
         "data": {
             "source": "synthetic:clips_per_class=4,seed=0",
             "features": {"n_mels": 16, "clip_seconds": 0.5},

@@ -502,12 +502,20 @@ def test_search_then_export_then_predict_end_to_end(
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["registered"] is None
-    # retrained on the CPU with the trial's seed: the search's own test figure, exactly
+    # the search kept the front's trained weights: exported as they were, not retrained
+    kept = tmp_path / ".fsnas" / "weights" / "e2e" / f"trial-{best.number:05d}.safetensors"
+    assert best.costs["checkpoint"] == str(kept) and kept.is_file()
     assert report["metrics"]["test_accuracy"] == best.metrics["test_accuracy"]
     card = (out / CARD_FILE).read_text()
     assert f"- trial: {best.number}" in card
     assert "- selection rule: best" in card
+    assert f"the trial's best-validation checkpoint {kept}" in card
+    assert "retrained" not in card
     assert "- note: the test metrics above equal those the search recorded" in card
+    state, _ = load_checkpoint(kept)
+    exported = load_exported(out)
+    for name, tensor in exported.model.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
 
     wav = tmp_path / "clip.wav"
     rng = np.random.default_rng(0)

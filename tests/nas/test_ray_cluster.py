@@ -27,7 +27,11 @@ def test_trials_run_on_both_nodes_with_half_a_gpu(tmp_path: Path) -> None:
                 tmp_path,
                 study="cluster",
                 train={"epochs": 1},
-                search={"trials": 4, "early_stopping": {"enabled": False}},
+                search={
+                    "trials": 4,
+                    "early_stopping": {"enabled": False},
+                    "keep_weights": "all",
+                },
                 # joins the running cluster like `fsnas search --address HOST:PORT`
                 resources={
                     "address": cluster.address,
@@ -47,3 +51,11 @@ def test_trials_run_on_both_nodes_with_half_a_gpu(tmp_path: Path) -> None:
     shares = {t.user_attrs["gpu_share"] for t in study.trials}
     assert used == node_ids  # both simulated nodes ran trials
     assert shares == {0.5}  # each trial held half a (fake) GPU
+    # every complete trial's weights reached the driver's folder, whichever node trained it
+    complete = [r for r in outcome.records if r.status == "complete"]
+    assert complete
+    folder = tmp_path / "weights" / "cluster"
+    for record in complete:
+        assert record.costs["checkpoint"] == str(folder / f"trial-{record.number:05d}.safetensors")
+        assert Path(record.costs["checkpoint"]).is_file()
+    assert len(list(folder.iterdir())) == len(complete)
