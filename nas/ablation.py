@@ -303,6 +303,7 @@ VGG_DEPTH = 5
 VERTICAL_HEIGHT = "0.9M"  # Pons' timbral filter height, DESIGN.md's anchor
 STUDY_DEFAULT_CHANNELS = 32
 STUDY_WIDTH = 3
+VERTICAL_WIDTH = 7  # the width of Pons' vertical anchor (DESIGN.md: 0.9M × 7)
 
 
 def receptive_field_height(spec: ArchSpec, n_mels: int) -> int:
@@ -356,8 +357,10 @@ def vgg_to_vertical(
     first filter grows to the smallest height at which one unit of the last conv sees the whole
     frequency axis (capped at 0.9 × n_mels); the later blocks stay 3×3. Depth 1 is one layer of
     ``0.9M × width`` filters max-pooled over frequency (Pons). Channels, widths, input
-    normalisation and the head (max over frequency, then over time) are the same everywhere,
-    so the walk changes depth and filter height only. Valid for any input of at least 2 × 2.
+    normalisation and the head (max over frequency, then over time) are the same along that
+    walk, so it changes depth and filter height only. A last step then changes the width alone,
+    to the ``0.9M × 7`` of DESIGN.md's vertical anchor (left out when ``width`` is already 7).
+    Valid for any input of at least 2 × 2.
     """
     cap = max(1, resolve_height(VERTICAL_HEIGHT, n_mels))
     variants: list[Variant] = []
@@ -375,17 +378,19 @@ def vgg_to_vertical(
             Variant(
                 label,
                 spec.replace(name=label),
-                (("depth", depth), ("frequency_height", first)),
+                (("depth", depth), ("frequency_height", first), ("width", width)),
                 is_base=depth == VGG_DEPTH,
             )
         )
-    label = f"vertical {VERTICAL_HEIGHT}x{width}"
-    vertical = ArchSpec(
-        name=label,
-        frontend=(Branch(VERTICAL_HEIGHT, width, channels, freq_reduce="max"),),
-        head=Head(freq_reduce="max", time_pooling="max"),
-    )
-    variants.append(Variant(label, vertical, (("depth", 1), ("frequency_height", cap))))
+    for step_width in dict.fromkeys((width, VERTICAL_WIDTH)):  # width, then 7 (once)
+        label = f"vertical {VERTICAL_HEIGHT}x{step_width}"
+        vertical = ArchSpec(
+            name=label,
+            frontend=(Branch(VERTICAL_HEIGHT, step_width, channels, freq_reduce="max"),),
+            head=Head(freq_reduce="max", time_pooling="max"),
+        )
+        factors = (("depth", 1), ("frequency_height", cap), ("width", step_width))
+        variants.append(Variant(label, vertical, factors))
     return variants
 
 
@@ -403,8 +408,8 @@ STUDIES: dict[str, BuiltinStudy] = {
     "vgg-to-vertical": BuiltinStudy(
         "vgg-to-vertical",
         "from a 5-block 3×3 VGG to one vertical 0.9M layer: depth shrinks while the first "
-        "filter grows to cover the frequency axis",
-        ("depth",),
+        "filter grows to cover the frequency axis; last, the vertical filter widens to 7",
+        ("depth", "width"),
         vgg_to_vertical,
     ),
 }

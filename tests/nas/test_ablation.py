@@ -9,6 +9,7 @@ MLflow, and through Ray Tune with the command line.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -131,8 +132,9 @@ def test_vgg_to_vertical_walks_from_vgg_to_one_vertical_layer(n_mels: int, n_fra
     plan = ablation.study_plan("vgg-to-vertical", n_mels, n_frames, [0, 1, 2])
     plan.validate(n_mels, n_frames)
     variants = plan.variants
-    assert [v.factor_value("depth") for v in variants] == [5, 4, 3, 2, 1]
-    vgg, vertical = variants[0], variants[-1]
+    assert [v.factor_value("depth") for v in variants] == [5, 4, 3, 2, 1, 1]
+    assert [v.factor_value("width") for v in variants] == [3, 3, 3, 3, 3, 7]
+    vgg, vertical, anchor = variants[0], variants[-2], variants[-1]
     assert vgg.is_base and not vgg.spec.frontend
     assert [(b.height, b.width, b.pool) for b in vgg.spec.body] == [(3, 3, (2, 2))] * 5
     assert not vertical.spec.body and len(vertical.spec.frontend) == 1
@@ -141,7 +143,7 @@ def test_vgg_to_vertical_walks_from_vgg_to_one_vertical_layer(n_mels: int, n_fra
     heights = [v.factor_value("frequency_height") for v in variants]
     assert heights == sorted(heights), "filter height grows as depth shrinks"
     cap = resolve_height("0.9M", n_mels)
-    for v in variants[1:-1]:
+    for v in variants[1:-2]:
         first = v.spec.body[0]
         assert first.height == v.factor_value("frequency_height")
         # the walk's rule: the stack sees the whole frequency axis, unless capped at 0.9M
@@ -152,12 +154,16 @@ def test_vgg_to_vertical_walks_from_vgg_to_one_vertical_layer(n_mels: int, n_fra
                 first.height - 1, len(v.spec.body), n_mels, n_frames, 32, 3
             )
             assert ablation.receptive_field_height(smaller, n_mels) < n_mels
-    # one controlled change: channels, widths and head are the same everywhere
-    for v in variants:
+    # one controlled change per step: channels, widths and head are the same along the walk
+    for v in variants[:-1]:
         layers = [*v.spec.frontend, *v.spec.body]
         assert {layer.channels for layer in layers} == {32}
         assert {layer.width for layer in layers} == {3}
         assert v.spec.head == vgg.spec.head
+    # ... and the last step widens the vertical filter alone, to DESIGN.md's 0.9M × 7 anchor
+    assert anchor.spec.replace(name="") == vertical.spec.replace(
+        name="", frontend=(dataclasses.replace(branch, width=7),)
+    )
 
 
 def test_vgg_to_vertical_on_fsdd_input_has_known_heights() -> None:
@@ -170,7 +176,11 @@ def test_vgg_to_vertical_on_fsdd_input_has_known_heights() -> None:
         "depth3 49x3",
         "depth2 57x3",
         "vertical 0.9Mx3",
+        "vertical 0.9Mx7",
     ]
+    # already at width 7, the walk ends at the anchor without a duplicate step
+    wide = ablation.vgg_to_vertical(64, 101, channels=8, width=7)
+    assert [v.name for v in wide][-2:] == ["depth2 57x7", "vertical 0.9Mx7"]
     assert ablation.receptive_field_height(variants[0].spec, 64) == 78
     assert {b.channels for v in variants for b in (*v.spec.body, *v.spec.frontend)} == {8}
 
