@@ -318,8 +318,16 @@ def _check_values(c: StudyConfig, where: str) -> None:
             c.search.early_stopping.reduction_factor,
             "must be >= 2",
         )
-    if c.search.max_failures < 0:
-        raise bad("search.max_failures", c.search.max_failures, "must be >= 0")
+    non_negative = {
+        "search.max_failures": c.search.max_failures,
+        "train.freq_mask_bins": c.train.freq_mask_bins,
+        "train.time_mask_frames": c.train.time_mask_frames,
+        "train.masks_per_axis": c.train.masks_per_axis,
+        "train.mixup_alpha": c.train.mixup_alpha,
+    }
+    for key, number in non_negative.items():
+        if not (math.isfinite(number) and number >= 0):
+            raise bad(key, number, "must be >= 0")
     if c.search.population_size is not None and c.search.population_size < 2:
         raise bad("search.population_size", c.search.population_size, "must be >= 2")
     positive_floats: dict[str, float | None] = {

@@ -40,6 +40,11 @@ class TrainConfig:
     checkpoint_dir: str | None = None  # save best weights (safetensors) here
     cudnn_benchmark: bool = False
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default
+    # training-time augmentation (trainers.augment); all off by default
+    freq_mask_bins: int = 0  # SpecAugment: widest frequency mask in mel bins (0: none)
+    time_mask_frames: int = 0  # SpecAugment: widest time mask in frames (0: none)
+    masks_per_axis: int = 2  # SpecAugment: masks drawn per axis and clip
+    mixup_alpha: float = 0.0  # mixup's Beta(α, α); 0: off
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

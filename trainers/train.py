@@ -43,6 +43,7 @@ from search_spaces.build import build_model, count_params
 from search_spaces.errors import FsnasError, SpecError
 from search_spaces.spec import ArchSpec
 from trainers import cost
+from trainers.augment import BatchAugmenter, augmentation_enabled
 from trainers.checkpoint import CHECKPOINT_FILENAME, save_checkpoint, state_to_cpu
 from trainers.cost_vram import MIB
 from trainers.featureset import FeatureSet, Split, Task
@@ -293,7 +294,8 @@ def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
     return 1.0
 
 
-def _check_config(config: TrainConfig) -> None:
+def check_train_config(config: TrainConfig) -> None:
+    """Raise TrainError naming the first field of ``config`` that fit cannot train with."""
     for name in ("epochs", "batch_size", "step_size_epochs"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -313,6 +315,12 @@ def _check_config(config: TrainConfig) -> None:
         )
     if not config.lr > 0:
         raise TrainError(f"train_config.lr must be > 0, got {config.lr!r}")
+    for name in ("freq_mask_bins", "time_mask_frames", "masks_per_axis"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TrainError(f"train_config.{name} must be an integer >= 0, got {value!r}")
+    if not (math.isfinite(config.mixup_alpha) and config.mixup_alpha >= 0):
+        raise TrainError(f"train_config.mixup_alpha must be >= 0, got {config.mixup_alpha!r}")
 
 
 def _loss(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -492,7 +500,7 @@ def _run_trial(
     result: TrialResult,
 ) -> None:
     """Train and evaluate, filling ``result`` in place (so a failure keeps what was recorded)."""
-    _check_config(config)
+    check_train_config(config)
     task: Task = data.task
     static = _static_costs(spec, data, config)  # raises SpecError for an invalid spec
     result.params = static["params"]
@@ -545,6 +553,9 @@ def _run_trial(
         if _simulate_oom_above_mb is not None
         else None
     )
+    augmenter = (
+        BatchAugmenter(config, task, data.n_classes) if augmentation_enabled(config) else None
+    )
     best = _Best()
     epochs_without_improvement = 0
     train_started = time.perf_counter()
@@ -571,6 +582,8 @@ def _run_trial(
                 if simulated is not None:
                     simulated.new_step()
                 optimizer.zero_grad(set_to_none=True)
+                if augmenter is not None:
+                    xb, yb = augmenter(xb, yb)
                 with _autocast(dev, amp):
                     logits = model(xb)
                 loss = _loss(task, logits, yb)

@@ -103,6 +103,21 @@ def register(subparsers: Any) -> None:
         help="MLflow experiment of the run (default fsnas-train)",
     )
     parser.add_argument(
+        "--freq-mask-bins",
+        type=int,
+        metavar="F",
+        help="SpecAugment: mask up to F mel bins, twice per clip (default off)",
+    )
+    parser.add_argument(
+        "--time-mask-frames",
+        type=int,
+        metavar="T",
+        help="SpecAugment: mask up to T frames, twice per clip (default off)",
+    )
+    parser.add_argument(
+        "--mixup-alpha", type=float, metavar="A", help="mixup with Beta(A, A) (default off)"
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the TrialResult as one JSON object on stdout"
     )
     parser.set_defaults(func=run)
@@ -183,19 +198,11 @@ def run(args: argparse.Namespace) -> int:
 
     from trainers.features import load_features
     from trainers.result import TrainConfig
-    from trainers.train import fit, resolve_device
+    from trainers.train import check_train_config, fit, resolve_device
 
     spec, described = load_spec(args)
     tracking_uri = _tracking_uri(args.tracking_uri)
     device = resolve_device(args.device)
-    data = load_features(args.data, cache_dir=args.cache_dir, seed=args.seed)
-    try:
-        validate(spec, data.n_mels, data.n_frames)
-    except SpecError as exc:
-        raise SpecError(
-            f"{described} does not fit the data's {data.n_mels} x {data.n_frames} input "
-            f"(n_mels x n_frames): {exc}"
-        ) from None
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch,
@@ -204,8 +211,20 @@ def run(args: argparse.Namespace) -> int:
         "time_budget_s": args.time_budget_s,
         "checkpoint_dir": args.checkpoint_dir,
         "num_threads": args.threads,
+        "freq_mask_bins": args.freq_mask_bins,
+        "time_mask_frames": args.time_mask_frames,
+        "mixup_alpha": args.mixup_alpha,
     }
     config = TrainConfig(seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
+    check_train_config(config)  # a bad flag is a usage error (exit 2), not a failed trial
+    data = load_features(args.data, cache_dir=args.cache_dir, seed=args.seed)
+    try:
+        validate(spec, data.n_mels, data.n_frames)
+    except SpecError as exc:
+        raise SpecError(
+            f"{described} does not fit the data's {data.n_mels} x {data.n_frames} input "
+            f"(n_mels x n_frames): {exc}"
+        ) from None
     print(
         f"training {spec.summary()} on {args.data}: {len(data.train)}/{len(data.valid)}/"
         f"{len(data.test)} clips (train/valid/test), {data.n_mels} x {data.n_frames}, "

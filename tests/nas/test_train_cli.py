@@ -129,6 +129,22 @@ def test_a_failed_trial_exits_1_with_its_status(
     assert code == 1 and result["status"] == "diverged" and result["reason"]
 
 
+def test_augmentation_flags_train_and_bad_ones_are_usage_errors(
+    toy_data: list[dict[str, Any]], spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--spec", str(spec_file), "--data", "toy:x", "--epochs", "2", "--json"]
+    flags = ["--freq-mask-bins", "4", "--time-mask-frames", "3", "--mixup-alpha", "0.3"]
+    assert main([*argv, *flags]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "complete"
+    assert result["extra"]["train_config"]["mixup_alpha"] == 0.3
+    assert result["extra"]["train_config"]["freq_mask_bins"] == 4
+    toy_data.clear()
+    assert main([*argv, "--time-mask-frames", "-2"]) == 2
+    assert "time_mask_frames must be an integer >= 0, got -2" in capsys.readouterr().err
+    assert toy_data == []  # refused before any data was loaded
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_usage_error(
     toy_data: list[dict[str, Any]], spec_file: Path, capsys: pytest.CaptureFixture[str]
