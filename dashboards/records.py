@@ -25,6 +25,10 @@ TRIAL_STATUSES: tuple[str, ...] = (
 )
 
 
+# TrialRecord.costs key: the path of the trial's kept best-epoch weights (a safetensors file)
+CHECKPOINT_KEY = "checkpoint"
+
+
 @dataclass
 class TrialRecord:
     """One trial as the search driver knows it: spec, status, metrics, objectives and costs."""

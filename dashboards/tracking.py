@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dashboards.artifacts import write_study_artifacts
-from dashboards.records import StudySummary, TrialRecord
+from dashboards.records import CHECKPOINT_KEY, StudySummary, TrialRecord
 from search_spaces.errors import FsnasError
 
 DEFAULT_TRACKING_URI_FILE = "mlflow.db"
@@ -49,6 +49,8 @@ TAG_SPEC_SUMMARY = "spec_summary"
 # Set last when a child run has all its params and metrics; a child without it (the server
 # went down half-way) is completed on the next attempt instead of being trusted.
 TAG_LOGGED = "fsnas.logged"
+TAG_WEIGHTS = "fsnas.weights"  # the artifact path of a child's kept weights, once logged
+WEIGHTS_ARTIFACT_DIR = "weights"
 _PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # MLflow's own key: makes the UI show a tree
 # MLflow 3's UI opens experiments in its GenAI view unless told they hold model training.
 _EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
@@ -536,6 +538,35 @@ class StudyTracker:
             self._failed(exc)
             return False
         return True
+
+    def log_weights(self, records: Iterable[TrialRecord]) -> int:
+        """Attach each record's kept weights file to its child run (once); return how many.
+
+        Records without a kept file (``costs["checkpoint"]``), or whose file is gone, are
+        skipped; so are trials with no child run yet. A store failure is a warning: the
+        files stay on disk and ``fsnas export`` still finds them.
+        """
+        if not self._ready():
+            return 0
+        logged = 0
+        for record in records:
+            path = Path(str(record.costs.get(CHECKPOINT_KEY) or ""))
+            run_id = self._children.get(record.number)
+            if run_id is None or not path.name or not path.is_file():
+                continue
+            target = f"{WEIGHTS_ARTIFACT_DIR}/{path.name}"
+            known = self._child_tags.setdefault(record.number, {})
+            if known.get(TAG_WEIGHTS) == target:
+                continue
+            try:
+                self._client.log_artifact(run_id, str(path), WEIGHTS_ARTIFACT_DIR)
+                self._client.set_tag(run_id, TAG_WEIGHTS, target)
+            except Exception as exc:
+                self._failed(exc)
+                return logged
+            known[TAG_WEIGHTS] = target
+            logged += 1
+        return logged
 
     def finish(
         self,

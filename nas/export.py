@@ -31,7 +31,7 @@ from typing import Any, Final, TextIO
 import numpy as np
 import torch
 
-from dashboards.records import Objective, TrialRecord
+from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
 from nas import __version__
 from nas.bundle import (
     BUNDLE_FORMAT,
@@ -486,8 +486,6 @@ def trial_checkpoint(record: TrialRecord) -> Path | None:
     unreadable or holds another spec (a folder reused by another study of the same name)
     does not count, and the export then retrains.
     """
-    from nas.search import CHECKPOINT_KEY
-
     candidate = record.costs.get(CHECKPOINT_KEY)
     if not candidate or not Path(str(candidate)).is_file():
         return None

@@ -41,11 +41,10 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from dashboards.records import Objective, TrialRecord
+from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, parse_gpus_per_trial
 from nas.search import (
-    CHECKPOINT_KEY,
     CONSTRAINT_ATTR,
     FINAL_KEY,
     NATIVE_CONSTRAINTS,

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 import optuna
 
-from dashboards.records import Objective, StudySummary, TrialRecord
+from dashboards.records import CHECKPOINT_KEY, Objective, StudySummary, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, metric_name
 from search_spaces.errors import FsnasError
@@ -63,7 +63,6 @@ class TrialSettings:
 
 
 # -- kept weights --------------------------------------------------------------------------------
-CHECKPOINT_KEY = "checkpoint"  # TrialRecord.costs key: the path of the trial's kept weights
 WEIGHTS_SUFFIX = ".safetensors"
 
 
@@ -660,6 +659,9 @@ def run_search(
             tidy_weights(weights, records, front, config.search.keep_weights)
         if tracker is not None:
             tracker.finish(records, summary, status)
+            # the kept weights of the front, beside each trial in MLflow (after finish, which
+            # has created every child run)
+            tracker.log_weights(front)
     return SearchOutcome(
         records=records,
         summary=summary,

@@ -12,8 +12,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from dashboards.records import TrialRecord
+from dashboards.records import CHECKPOINT_KEY, TrialRecord
 from dashboards.tracking import (
+    TAG_WEIGHTS,
     StudyTracker,
     TrackingError,
     check_tracking_reachable,
@@ -237,3 +238,32 @@ def test_http_retry_settings_are_lowered_only_when_unset(monkeypatch: pytest.Mon
     tracking._lower_http_retries()
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "30"
+
+
+def test_front_weights_are_attached_to_their_child_runs_once(store: str, tmp_path: Path) -> None:
+    study = build_study(n_trials=4, name="weights")
+    front = [r for r in study.records if r.on_pareto_front]
+    assert front
+    for record in front:
+        path = tmp_path / f"trial-{record.number:05d}.safetensors"
+        path.write_bytes(b"weights of trial %d" % record.number)
+        record.costs[CHECKPOINT_KEY] = str(path)
+    gone = next(r for r in study.records if not r.on_pareto_front)
+    gone.costs[CHECKPOINT_KEY] = str(tmp_path / "deleted.safetensors")  # tidied away: skipped
+
+    tracker = StudyTracker(store, "weights", study.summary.config, device="cpu")
+    tracker.start()
+    assert tracker.finish(study.records, study.summary)
+    assert tracker.log_weights(study.records) == len(front)
+    assert tracker.log_weights(study.records) == 0  # already there: not uploaded again
+
+    client = MlflowClient(store)
+    for record in front:
+        run_id = tracker.child_run_id(record.number)
+        assert run_id is not None
+        name = f"trial-{record.number:05d}.safetensors"
+        assert client.get_run(run_id).data.tags[TAG_WEIGHTS] == f"weights/{name}"
+        local = client.download_artifacts(run_id, f"weights/{name}", str(tmp_path / "dl"))
+        assert Path(local).read_bytes() == b"weights of trial %d" % record.number
+    gone_run = tracker.child_run_id(gone.number)
+    assert gone_run is not None and TAG_WEIGHTS not in client.get_run(gone_run).data.tags

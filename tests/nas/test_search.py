@@ -132,6 +132,18 @@ def test_search_end_to_end_and_pareto_command(
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 6
 
+    # the front's trained weights are kept (the rest tidied away) and attached in MLflow
+    folder = tmp_path / "weights" / "e2e"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"trial-{r.number:05d}.safetensors" for r in outcome.front
+    )
+    assert "trained weights of" in out and str(folder) in out
+    by_number = {int(r.data.tags.get("optuna_trial_number", -1)): r for r in runs}
+    for record in outcome.front:
+        assert by_number[record.number].data.tags["fsnas.weights"] == (
+            f"weights/trial-{record.number:05d}.safetensors"
+        )
+
     study = optuna.load_study(study_name="e2e", storage=config["storage"])
     stored = [json.loads(json.dumps(t.user_attrs["fsnas_record"])) for t in study.trials]
     assert all(RECORD_JSON_KEY not in r for r in stored)

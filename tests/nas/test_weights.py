@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.records import TrialRecord
+from dashboards.records import CHECKPOINT_KEY, TrialRecord
 from nas.config import ConfigError, StudyConfig, from_dict
 from nas.ray_backend import TrialLedger, WeightStore, build_record
 from nas.search import (
-    CHECKPOINT_KEY,
     FINAL_KEY,
     RECORD_JSON_KEY,
     STATUS_ATTR,
