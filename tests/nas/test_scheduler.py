@@ -51,16 +51,21 @@ def _ledger(records: list[TrialRecord]) -> TrialLedger:
     return TrialLedger(records.append)
 
 
-def test_scheduler_decisions_at_rungs() -> None:
-    ledger = _ledger([])
-    sched = ParetoAshaScheduler(
-        objectives=OBJECTIVES,
+def _scheduler(objectives: list[Objective], ledger: TrialLedger) -> ParetoAshaScheduler:
+    """Return a scheduler with rungs at epochs 1 and 3 (of 9), eta 3, two dominators."""
+    return ParetoAshaScheduler(
+        objectives=objectives,
         max_epochs=9,
         grace_epochs=1,
         reduction_factor=3,
         min_dominators=2,
         ledger=ledger,
     )
+
+
+def test_scheduler_decisions_at_rungs() -> None:
+    ledger = _ledger([])
+    sched = _scheduler(OBJECTIVES, ledger)
     assert sched.rungs == [1, 3]
     for i, (acc, vram) in enumerate([(0.9, 100.0), (0.92, 120.0), (0.91, 110.0)]):
         report = {"epoch": 1, "val_accuracy": acc, "train_vram_mb": vram}
@@ -89,14 +94,7 @@ def test_scheduler_uses_every_cost_known_at_the_rung() -> None:
         Objective("latency_ms", "minimize"),
     ]
     ledger = _ledger([])
-    sched = ParetoAshaScheduler(
-        objectives=objectives,
-        max_epochs=9,
-        grace_epochs=1,
-        reduction_factor=3,
-        min_dominators=2,
-        ledger=ledger,
-    )
+    sched = _scheduler(objectives, ledger)
     for i, (acc, gflops) in enumerate([(0.9, 0.1), (0.92, 0.12), (0.91, 0.11)]):
         report = {"epoch": 1, "val_accuracy": acc, "gflops": gflops, "train_vram_mb": 1e6}
         assert sched.decide(f"t{i}", report) == "CONTINUE"
