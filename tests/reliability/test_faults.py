@@ -107,7 +107,7 @@ def _killing_trainable(markers: Path) -> Any:
     from nas import ray_backend
     from nas.search import run_trial
 
-    def trainable(config: dict[str, Any], data: Any, settings: Any) -> None:
+    def trainable(config: dict[str, Any], data: Any, settings: Any, store: Any = None) -> None:
         attempt = 1
         while True:  # claim the next attempt number atomically
             try:
@@ -117,7 +117,7 @@ def _killing_trainable(markers: Path) -> Any:
                 attempt += 1
         if attempt in KILLED_ATTEMPTS:
             os.kill(os.getpid(), signal.SIGKILL)
-        ray_backend._train_in_worker(run_trial, config, data, settings)
+        ray_backend._train_in_worker(run_trial, config, data, settings, store)
 
     return trainable
 
@@ -150,6 +150,9 @@ def test_worker_killed_mid_trial_is_retried_or_recorded_failed(
     assert len(by_number) == 2
     statuses = [by_number[n].status for n in sorted(by_number)]
     assert statuses == ["complete", "failed"]  # the retry of the first one trained
+    # the retry's weights reached the driver like any trial's
+    kept = Path(by_number[min(by_number)].costs["checkpoint"])
+    assert kept.is_file() and kept.parent == tmp_path / "weights" / "sigkill"
     failed = by_number[max(by_number)]
     assert failed.reason.startswith("crashed worker: "), failed.reason
     assert "died" in failed.reason, failed.reason
