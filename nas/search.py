@@ -360,10 +360,30 @@ def close_orphans(storage: optuna.storages.BaseStorage, study: optuna.Study) -> 
     return n
 
 
-def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
-    """Return the Optuna sampler the config names, seeded, with VRAM constraints if any."""
+def sampler_seed(seed: int, previous_trials: int) -> int:
+    """Return the sampler seed of a run that finds ``previous_trials`` trials in its study.
 
-    search = config.search
+    A fresh study uses ``seed`` itself. A resumed one must not: the samplers draw their
+    random (NSGA-II's first generation, TPE's start-up, random) trials from a generator
+    that restarts with the sampler, so the same seed would propose the architectures the
+    study has already trained. The derived seed is still a pure function of (seed, count),
+    so a resumed search stays reproducible.
+    """
+    if previous_trials == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, previous_trials]).generate_state(1)[0])
+
+
+def make_sampler(config: StudyConfig, previous_trials: int = 0) -> optuna.samplers.BaseSampler:
+    """Return the Optuna sampler the config names, seeded, with VRAM constraints if any.
+
+    ``previous_trials``: how many trials the study already holds (see ``sampler_seed``).
+    """
+    search = dataclasses.replace(
+        config.search, seed=sampler_seed(config.search.seed, previous_trials)
+    )
     constraints = None
     if search.max_train_vram_mb is not None and not NATIVE_CONSTRAINTS:
 
@@ -595,6 +615,8 @@ def run_search(
     storage = open_storage(config.storage)
     study = _open_study(config, storage, objectives)
     orphans = close_orphans(storage, study)
+    if study.trials:  # a resume: fresh random draws, not the first run's again
+        sampler = make_sampler(config, len(study.trials))
     previous = load_records(study)
     remaining = config.search.trials - len(previous)
     progress = Progress(config.study, config.search.trials, objectives, stream=out)
@@ -606,7 +628,8 @@ def run_search(
         print(
             f"[{config.study}] resuming: {len(previous)} finished trial(s) kept"
             + (f", {orphans} interrupted trial(s) will be asked again" if orphans else "")
-            + f"; {max(remaining, 0)} to run",
+            + f"; {max(remaining, 0)} to run (sampler seed "
+            + f"{sampler_seed(config.search.seed, len(study.trials))}: new draws)",
             file=out,
             flush=True,
         )
