@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config or demo_config_path(), flags)
     print(
         f"fsnas demo: study {config.study}, {config.search.trials} trials x "
-        f"{config.train.epochs} epochs on {config.data.source} (CPU is fine; ~5-10 min on 2 cores)",
+        f"{config.train.epochs} epochs on {config.data.source} "
+        "(CPU is fine; about 3 min on 2 cores)",
         flush=True,
     )
     started = time.monotonic()
