@@ -242,7 +242,8 @@ def render_model_card(
         if name in costs:
             lines.append(f"| {name} | {format_value(costs[name])} |")
     for name in sorted(set(costs) - {"params", "gflops", "train_vram_mb", "infer_vram_mb"}):
-        if name not in ("vram_source", "latency_ms", "device"):
+        # the kept weights' path is provenance (the "weights:" line below), not a cost
+        if name not in ("vram_source", "latency_ms", "device", CHECKPOINT_KEY):
             lines.append(f"| {name} | {format_value(costs[name])} |")
     lines += [
         "",

@@ -510,6 +510,7 @@ def test_search_then_export_then_predict_end_to_end(
     assert f"- trial: {best.number}" in card
     assert "- selection rule: best" in card
     assert f"the trial's best-validation checkpoint {kept}" in card
+    assert "| checkpoint |" not in card  # a path, not a cost
     assert "retrained" not in card
     assert "- note: the test metrics above equal those the search recorded" in card
     state, _ = load_checkpoint(kept)
