@@ -694,14 +694,7 @@ def export_from_study(
         )
         if retrain_epochs is None and retrain_on == "train":
             provenance.weights_source += " (the search kept no checkpoint of this trial)"
-        costs = {
-            "gflops": result.gflops,
-            "train_vram_mb": result.train_vram_mb,
-            "infer_vram_mb": result.infer_vram_mb,
-            "vram_source": result.vram_source,
-            "latency_ms": result.latency_ms,
-            "device": result.device,
-        }
+        costs = {**result.cost_summary(), "device": result.device}
         train_metrics = {k: v for k, v in result.metrics.items() if not k.startswith("test_")}
 
     model = build_model(spec, features.n_mels, features.n_frames, features.n_classes)

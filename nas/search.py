@@ -242,17 +242,7 @@ def _trial_body(
     record.device = result.device
     if "train_vram_estimate_mb" in result.extra:
         record.costs["train_vram_estimate_mb"] = float(result.extra["train_vram_estimate_mb"])
-    record.costs.update(
-        {
-            "params": result.params,
-            "gflops": result.gflops,
-            "train_vram_mb": result.train_vram_mb,
-            "infer_vram_mb": result.infer_vram_mb,
-            "latency_ms": result.latency_ms,
-            "vram_source": result.vram_source,
-            "epochs_run": result.epochs_run,
-        }
-    )
+    record.costs.update({**result.cost_summary(), "epochs_run": result.epochs_run})
     if result.status != "complete":
         return
     for objective in settings.objectives:

@@ -84,6 +84,17 @@ class TrialResult:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def cost_summary(self) -> dict[str, Any]:
+        """Return the costs a trial record keeps: params, GFLOPs, VRAM (+ source), latency."""
+        return {
+            "params": self.params,
+            "gflops": self.gflops,
+            "train_vram_mb": self.train_vram_mb,
+            "infer_vram_mb": self.infer_vram_mb,
+            "latency_ms": self.latency_ms,
+            "vram_source": self.vram_source,
+        }
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
         names = {f.name for f in dataclasses.fields(cls)}

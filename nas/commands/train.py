@@ -277,14 +277,7 @@ def _log_run(
         train_config=config.to_dict(),
         metrics=dict(result.metrics),
         history=list(result.history),
-        costs={
-            "params": result.params,
-            "gflops": result.gflops,
-            "train_vram_mb": result.train_vram_mb,
-            "infer_vram_mb": result.infer_vram_mb,
-            "latency_ms": result.latency_ms,
-            "vram_source": result.vram_source,
-        },
+        costs=result.cost_summary(),
         device=result.device,
         seconds=result.seconds,
     )
