@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -20,6 +21,31 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def mlflow_server_command(root: Path, port: int) -> list[str]:
+    """Return the command of an ``mlflow server`` on 127.0.0.1:``port`` keeping its data in root.
+
+    One worker, a SQLite backend store and served artifacts (``root/artifacts``), so clients
+    upload through the server as they would to a shared tracking server.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'db.sqlite'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
 
 def start(command: Sequence[str], url: str, log_path: Path) -> subprocess.Popen[bytes]:

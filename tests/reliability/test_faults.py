@@ -11,7 +11,6 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,24 +161,6 @@ def test_worker_killed_mid_trial_is_retried_or_recorded_failed(
 
 
 # -- the MLflow server restarted mid-search ----------------------------------------------------
-def _server_command(root: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'db.sqlite'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--serve-artifacts",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
 
 
 @pytest.mark.slow
@@ -188,7 +169,7 @@ def test_mlflow_server_restarted_mid_search_loses_no_trial(tmp_path: Path) -> No
     root.mkdir()
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
-    command = _server_command(root, port)
+    command = servers.mlflow_server_command(root, port)
     server = servers.start(command, url, root / "server-1.log")
     config = tiny_config(
         tmp_path,
