@@ -604,9 +604,7 @@ def _run(
     trainable = tune.with_resources(
         trainable, trial_resources(config, data, settings, cluster_gpus)
     )
-    storage_path = Path(config.ray_dir).expanduser().resolve()
-    storage_path.mkdir(parents=True, exist_ok=True)
-    name = f"{config.study}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_config = _run_config(config, config.study, _ProgressCallback(ledger, progress))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -617,21 +615,28 @@ def _run(
             reuse_actors=config.resources.reuse_actors,
             time_budget_s=config.search.time_budget_s,
         ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=str(storage_path),
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
-            callbacks=[_ProgressCallback(ledger, progress)],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        ),
+        run_config=run_config,
     )
     try:
         tuner.fit()
     finally:
         if store is not None:
             ray.kill(store)
-    return str(storage_path / name)
+    return str(Path(str(run_config.storage_path)) / str(run_config.name))
+
+
+def _run_config(config: StudyConfig, name: str, callback: tune.Callback) -> tune.RunConfig:
+    """Return the Tune RunConfig of a run: a timestamped folder under ``ray_dir``, quiet."""
+    storage_path = Path(config.ray_dir).expanduser().resolve()
+    storage_path.mkdir(parents=True, exist_ok=True)
+    return tune.RunConfig(
+        name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        storage_path=str(storage_path),
+        verbose=0,
+        failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+        callbacks=[callback],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
 
 
 # -- fixed configs (ablations) -----------------------------------------------------------------
@@ -692,9 +697,7 @@ def run_fixed_trials(
             _fixed_trainable, data=data, settings=settings, trial_fn=trial_fn, configs=configs
         )
         trainable = tune.with_resources(trainable, resources)
-        storage_path = Path(config.ray_dir).expanduser().resolve()
-        storage_path.mkdir(parents=True, exist_ok=True)
-        run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_config = _run_config(config, name, _FixedCallback(on_result, ledger))
         tuner = tune.Tuner(
             trainable,
             param_space={"index": tune.grid_search(list(range(len(configs))))},
@@ -703,16 +706,10 @@ def run_fixed_trials(
                 max_concurrent_trials=config.resources.max_concurrent,
                 reuse_actors=config.resources.reuse_actors,
             ),
-            run_config=tune.RunConfig(
-                name=run_name,
-                storage_path=str(storage_path),
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
-                callbacks=[_FixedCallback(on_result, ledger)],
-            ),
+            run_config=run_config,
         )
         tuner.fit()
-        return str(storage_path / run_name)
+        return str(Path(str(run_config.storage_path)) / str(run_config.name))
     finally:
         if started_here:
             ray.shutdown()
