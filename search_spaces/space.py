@@ -224,6 +224,208 @@ class SearchSpace:
             activation_order=order,
         )
 
+    def params_for(self, spec: ArchSpec) -> dict[str, Any]:
+        """Return the trial parameters for which ``sample`` draws ``spec`` (its inverse).
+
+        This is what warm-starting a study needs (Optuna's ``enqueue_trial``): a literature
+        design or a baseline evaluated as one of the search's own trials. Only asked parameters
+        appear (a single-choice dimension is a constant). A height may be given as the literal
+        the space lists (``"0.9M"``) or, once ``n_mels`` is bound, as the bins it resolves to.
+
+        Raises:
+            SpecError: ``spec`` is not a point of this space; the message names the first part
+                of the spec (e.g. ``body[2].pool``) the space cannot draw and the choices.
+        """
+        where = f"spec {spec.name!r}" if spec.name else "spec"
+        params: dict[str, Any] = {}
+
+        def put(
+            name: str, choices: Sequence[Any], value: Any, label: str, match: Any = None
+        ) -> Any:
+            # the literal first: "0.4M" and 3 may both resolve to 3 bins on a small input
+            tests = [lambda choice: choice == value] + ([match] if match else [])
+            for same in tests:
+                for choice in choices:
+                    if same(choice):
+                        if len(choices) > 1:
+                            params[name] = choice
+                        return choice
+            shown = list(choices)
+            if isinstance(choices, range):
+                shown = [choices.start, choices[-1]] if len(choices) else []
+                raise SpecError(
+                    f"{where}: {label} {value!r} is outside the search space's range {shown}"
+                )
+            raise SpecError(f"{where}: {label} {value!r} is not among the search space's {shown}")
+
+        def height_match(value: Height, clip: bool) -> Any:
+            def same(choice: Height) -> bool:
+                fitted = self._fit_height(choice, clip_to_input=clip)
+                if fitted == value:
+                    return True
+                if self.n_mels is None or isinstance(fitted, bool) or isinstance(value, bool):
+                    return False
+                return resolve_height(fitted, self.n_mels) == resolve_height(value, self.n_mels)
+
+            return same
+
+        put("input_norm", self.input_norm, spec.input_norm, "input_norm")
+        put("activation_order", self.activation_order, spec.activation_order, "activation_order")
+        n_branches = len(spec.frontend)
+        put(
+            "n_branches",
+            range(self.min_branches, self.max_branches + 1),
+            n_branches,
+            "number of front-end branches",
+        )
+        collapsed = False
+        if spec.frontend:
+            reduces = sorted({b.freq_reduce for b in spec.frontend})
+            if len(reduces) > 1:
+                raise SpecError(
+                    f"{where}: front-end branches reduce frequency differently ({reduces}); "
+                    "the search space gives them all one frontend_freq_reduce"
+                )
+            reduce = put(
+                "frontend_freq_reduce",
+                self.frontend_freq_reduce,
+                reduces[0],
+                "frontend[*].freq_reduce",
+            )
+            collapsed = reduce != "none"
+            for i, branch in enumerate(spec.frontend):
+                put(
+                    f"branch{i}_height",
+                    self.branch_heights,
+                    branch.height,
+                    f"frontend[{i}].height",
+                    height_match(branch.height, collapsed),
+                )
+                put(f"branch{i}_width", self.branch_widths, branch.width, f"frontend[{i}].width")
+                put(
+                    f"branch{i}_channels",
+                    self.branch_channels,
+                    branch.channels,
+                    f"frontend[{i}].channels",
+                )
+            put(
+                "depth",
+                range(self.min_depth, self.max_depth + 1),
+                len(spec.body),
+                "number of body blocks",
+            )
+        else:
+            put(
+                "depth_no_frontend",
+                range(max(1, self.min_depth), self.max_depth + 1),
+                len(spec.body),
+                "number of body blocks (no front end)",
+            )
+
+        freq = None if self.n_mels is None else (1 if collapsed else self.n_mels)
+        time = self.n_frames
+        for i, block in enumerate(spec.body):
+            if collapsed:
+                axes_name, axes_choices = (
+                    f"block{i}_pool_axes_collapsed",
+                    _collapsed_axes(self.pool_axes),
+                )
+            else:
+                axes_name, axes_choices = f"block{i}_pool_axes", self.pool_axes
+                put(
+                    f"block{i}_height",
+                    self.block_heights,
+                    block.height,
+                    f"body[{i}].height",
+                    height_match(block.height, False),
+                )
+            put(f"block{i}_width", self.block_widths, block.width, f"body[{i}].width")
+            put(f"block{i}_channels", self.block_channels, block.channels, f"body[{i}].channels")
+            put(f"block{i}_residual", self.block_residual, block.residual, f"body[{i}].residual")
+            drawn = self._pool_params(i, block, axes_name, axes_choices, freq, time)
+            if drawn is None:
+                raise SpecError(
+                    f"{where}: body[{i}] pools {block.pool_type} {tuple(block.pool)}, which the "
+                    f"search space cannot draw from pool_axes {list(axes_choices)}, pool_sizes "
+                    f"{list(self.pool_sizes)}, pool_types {list(self.pool_types)}"
+                    + (f" at {freq} x {time} (mel x frames)" if freq is not None else "")
+                )
+            params.update(drawn)
+            if freq is not None and time is not None:
+                pool_f, pool_t = block.pool
+                freq, time = pool_out(freq, pool_f, pool_f), pool_out(time, pool_t, pool_t)
+
+        if not collapsed:
+            put(
+                "head_freq_reduce", self.head_freq_reduce, spec.head.freq_reduce, "head.freq_reduce"
+            )
+        hidden = spec.head.hidden
+        if len(hidden) > 1:
+            raise SpecError(
+                f"{where}: head has {len(hidden)} dense layers; the search space draws at most one"
+            )
+        units = hidden[0].units if hidden else 0
+        put("head_hidden_units", self.head_hidden_units, units, "head.hidden units")
+        put(
+            "head_time_pooling", self.head_time_pooling, spec.head.time_pooling, "head.time_pooling"
+        )
+
+        import optuna  # only callers that warm-start a study get here
+
+        drawn_spec = self.sample(optuna.trial.FixedTrial(params))
+        want, got = self._comparable(spec), self._comparable(drawn_spec)
+        if want != got:
+            path, wanted, drawn_value = _first_difference(want, got)
+            raise SpecError(
+                f"{where}: {path} is {wanted!r}, but the search space always draws {drawn_value!r} "
+                "there; it is not a point of this space"
+            )
+        return params
+
+    def _pool_params(
+        self,
+        i: int,
+        block: ConvBlock,
+        axes_name: str,
+        axes_choices: Sequence[str],
+        freq: int | None,
+        time: int | None,
+    ) -> dict[str, Any] | None:
+        """Return the pooling parameters that make block ``i`` pool like ``block``, or None."""
+        for axes in axes_choices:
+            combos: list[tuple[int | None, str | None]] = [(None, None)]
+            if axes != "none":
+                combos = [(size, kind) for size in self.pool_sizes for kind in self.pool_types]
+            for size, kind in combos:
+                pool, pool_type = (1, 1), "max"
+                if size is not None and kind is not None:
+                    pool_f = size if axes in ("freq", "both") else 1
+                    pool_t = size if axes in ("time", "both") else 1
+                    if freq is not None and time is not None:
+                        pool_f, pool_t = min(pool_f, freq), min(pool_t, time)
+                    pool = (pool_f, pool_t)
+                    pool_type = "max" if pool == (1, 1) else kind
+                if pool == tuple(block.pool) and pool_type == block.pool_type:
+                    out: dict[str, Any] = {}
+                    if len(axes_choices) > 1:
+                        out[axes_name] = axes
+                    if size is not None and len(self.pool_sizes) > 1:
+                        out[f"block{i}_pool_size"] = size
+                    if kind is not None and len(self.pool_types) > 1:
+                        out[f"block{i}_pool_type"] = kind
+                    return out
+        return None
+
+    def _comparable(self, spec: ArchSpec) -> dict[str, Any]:
+        """Return ``spec`` as a dict without its name, heights in bins once n_mels is bound."""
+        data = spec.to_dict()
+        data.pop("name", None)
+        if self.n_mels is not None:
+            for part in ("frontend", "body"):
+                for layer in data[part]:
+                    layer["height"] = resolve_height(layer["height"], self.n_mels)
+        return data
+
     def grid_space(self) -> dict[str, list[Any]]:
         """Return every parameter ``sample`` may ask, with its choices (for Optuna's GridSampler).
 
@@ -277,6 +479,21 @@ class SearchSpace:
         bins = resolve_height(height, self.n_mels)
         upper = self.n_mels if clip_to_input else bins
         return height if 1 <= bins <= upper else max(1, min(bins, upper))
+
+
+def _first_difference(want: Any, got: Any, path: str = "") -> tuple[str, Any, Any]:
+    """Return (dotted path, wanted value, drawn value) of the first place two dicts differ."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        for key in want:
+            if want.get(key) != got.get(key):
+                return _first_difference(
+                    want.get(key), got.get(key), f"{path}.{key}" if path else key
+                )
+    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        for index, (a, b) in enumerate(zip(want, got, strict=True)):
+            if a != b:
+                return _first_difference(a, b, f"{path}[{index}]")
+    return path or "spec", want, got
 
 
 def _collapsed_axes(pool_axes: Sequence[str]) -> tuple[str, ...]:

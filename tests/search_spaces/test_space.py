@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -351,3 +353,91 @@ def test_grid_space_lists_every_parameter_sample_asks_with_its_choices() -> None
                 assert isinstance(distribution, optuna.distributions.IntDistribution)
                 assert list(range(distribution.low, distribution.high + 1)) == grid[name]
         study.tell(trial, 0.0)
+
+
+# -- params_for: the inverse of sample (warm starts) -------------------------------------------
+@pytest.mark.parametrize(
+    "space",
+    [
+        SearchSpace(),
+        SearchSpace(n_mels=64, n_frames=101),
+        # a tiny input: pools and heights are clipped, so several parameter sets draw one spec
+        SearchSpace(n_mels=8, n_frames=10),
+        SearchSpace(block_residual=(False, True), head_hidden_units=(0, 32), min_branches=1),
+    ],
+)
+def test_params_for_draws_back_every_sampled_spec(space: SearchSpace) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    exact = 0
+    for _ in range(300):
+        trial = study.ask()
+        spec = space.sample(trial)
+        params = space.params_for(spec)
+        assert space.sample(optuna.trial.FixedTrial(params)) == spec
+        exact += params == trial.params
+        study.tell(trial, 0.0)
+    if space.n_mels is None:  # nothing is clipped: the parameters are the trial's own
+        assert exact == 300
+
+
+def test_params_for_the_anchor_networks_are_their_fixed_trials() -> None:
+    space = SearchSpace(n_mels=64, n_frames=101)
+    assert space.params_for(VGG5) == _vgg5_params()
+    assert space.params_for(VERTICAL) == _vertical_params(width=7)
+    # a height in bins is the literal the space lists once the input is known: 57 = 0.9 × 64
+    in_bins = ArchSpec(
+        frontend=(Branch(57, 7, 128, freq_reduce="max"),),
+        head=Head(time_pooling="max"),
+        input_norm="none",
+    )
+    assert space.params_for(in_bins)["branch0_height"] == "0.9M"
+    # the shipped spec files are the same networks (configs/specs)
+    root = Path(__file__).resolve().parents[2] / "configs" / "specs"
+    assert ArchSpec.from_json((root / "vgg5_c128.json").read_text()) == dataclasses.replace(
+        VGG5, name="vgg5_c128"
+    )
+    assert ArchSpec.from_json(
+        (root / "vertical_0.9Mx7_c128.json").read_text()
+    ) == dataclasses.replace(VERTICAL, name="vertical_0.9Mx7_c128")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            dataclasses.replace(VGG5, activation_order="conv_relu_bn", name="relu_first"),
+            r"spec 'relu_first': activation_order 'conv_relu_bn' is not among the search "
+            r"space's \['conv_bn_relu'\]",
+        ),
+        (
+            dataclasses.replace(VGG5, body=VGG5.body * 2),
+            r"number of body blocks \(no front end\) 10 is outside the search space's range "
+            r"\[1, 6\]",
+        ),
+        (
+            dataclasses.replace(VGG5, body=(ConvBlock(3, 3, 128, pool=(2, 4)),)),
+            r"body\[0\] pools max \(2, 4\), which the search space cannot draw from pool_axes",
+        ),
+        (
+            dataclasses.replace(VGG5, body=(ConvBlock(3, 3, 96, pool=(2, 2)),)),
+            r"body\[0\]\.channels 96 is not among the search space's \[16, 32, 64, 128\]",
+        ),
+        (
+            ArchSpec(
+                frontend=(
+                    Branch("0.9M", 7, 128, freq_reduce="max"),
+                    Branch("0.4M", 7, 128, freq_reduce="mean"),
+                ),
+                input_norm="none",
+            ),
+            r"front-end branches reduce frequency differently \(\['max', 'mean'\]\)",
+        ),
+        (
+            dataclasses.replace(VERTICAL, head=Head(time_pooling="max", output_dropout=0.5)),
+            r"head\.output_dropout is 0\.5, but the search space always draws 0\.0 there",
+        ),
+    ],
+)
+def test_params_for_names_what_the_space_cannot_draw(spec: ArchSpec, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        SearchSpace(n_mels=64, n_frames=101).params_for(spec)
