@@ -62,6 +62,7 @@ def write_trials_csv(path: Path, records: Sequence[TrialRecord]) -> Path:
         "device",
         "ray_trial_id",
         "reason",
+        "initial_spec",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -82,6 +83,7 @@ def write_trials_csv(path: Path, records: Sequence[TrialRecord]) -> Path:
                     r.device,
                     r.ray_trial_id,
                     r.reason,
+                    r.initial_spec,
                 ]
             )
     return path

@@ -59,6 +59,15 @@ class _Point:
     y: float
 
 
+_WARM_START_COLOUR = "#6a3d9a"
+
+
+def warm_start_label(record: TrialRecord) -> str:
+    """Return the legend entry of a warm-start trial, e.g. ``warm start vgg5_c128 (trial 0)``."""
+    name = record.initial_spec.split(" (")[0]  # "vgg5_c128 (configs/specs/...)" -> "vgg5_c128"
+    return f"warm start {name} (trial {record.number})"
+
+
 def trial_group(record: TrialRecord) -> str:
     """Return the plot group of a trial: front, dominated, pruned or its failure status."""
     if record.status == "complete":
@@ -227,6 +236,23 @@ def pareto_figure(
                 hoverinfo="skip",
             )
         )
+    for p in points:
+        if p.record.initial_spec:  # a baseline the user queued: where does it sit?
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.x],
+                    y=[p.y],
+                    mode="markers",
+                    name=warm_start_label(p.record),
+                    marker={
+                        "symbol": "square-open",
+                        "size": 22,
+                        "color": _WARM_START_COLOUR,
+                        "line": {"width": 2},
+                    },
+                    hoverinfo="skip",
+                )
+            )
     # no fixed width: the page (or MLflow's artifact iframe) decides, with responsive=True
     fig.update_layout(
         title={
@@ -323,6 +349,18 @@ def write_pareto_png(
                 edgecolors="#111111",
                 linewidths=1.5,
                 label=f"knee (trial {p.record.number})",
+                zorder=4,
+            )
+        if p.record.initial_spec:
+            ax.scatter(
+                [p.x],
+                [p.y],
+                s=320,
+                marker="s",
+                facecolors="none",
+                edgecolors=_WARM_START_COLOUR,
+                linewidths=1.5,
+                label=warm_start_label(p.record),
                 zorder=4,
             )
     if _use_log_axis([p.x for p in points]):

@@ -50,6 +50,8 @@ class TrialRecord:
     ray_trial_id: str = ""
     device: str = ""
     seconds: float = 0.0
+    # the warm-start entry (search.initial_specs) this trial evaluated; "" = the sampler's own
+    initial_spec: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict of every field."""

@@ -49,6 +49,7 @@ TAG_SPEC_SUMMARY = "spec_summary"
 # Set last when a child run has all its params and metrics; a child without it (the server
 # went down half-way) is completed on the next attempt instead of being trusted.
 TAG_LOGGED = "fsnas.logged"
+TAG_INITIAL_SPEC = "fsnas.initial_spec"  # a warm-start trial: the search.initial_specs entry
 TAG_WEIGHTS = "fsnas.weights"  # the artifact path of a child's kept weights, once logged
 WEIGHTS_ARTIFACT_DIR = "weights"
 _PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # MLflow's own key: makes the UI show a tree
@@ -340,6 +341,7 @@ def trial_tags(record: TrialRecord) -> dict[str, str]:
         TAG_TRIAL_NUMBER: str(record.number),
         TAG_SPEC_SUMMARY: record.spec_summary,
         TAG_REASON: record.reason,
+        TAG_INITIAL_SPEC: record.initial_spec,
     }
     # an empty tag says nothing and clutters the UI's tag list
     return {k: v for k, v in tags.items() if v}

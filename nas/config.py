@@ -91,6 +91,9 @@ class SearchConfig:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     population_size: int | None = None  # nsga2 generation size; None = min(trials, 50) // 2
     keep_weights: KeepWeights = "front"  # front: the final front's; all: every complete trial's
+    # warm start: designs evaluated first, as trials of the study (preset names or spec JSON
+    # files); each must be a point of the search space
+    initial_specs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,15 @@ def _check_values(c: StudyConfig, where: str) -> None:
     for key, number in non_negative.items():
         if not (math.isfinite(number) and number >= 0):
             raise bad(key, number, "must be >= 0")
+    for index, entry in enumerate(c.search.initial_specs):
+        if not entry.strip():
+            raise bad(f"search.initial_specs[{index}]", entry, "expected a preset name or a file")
+    if len(c.search.initial_specs) > c.search.trials:
+        raise bad(
+            "search.initial_specs",
+            list(c.search.initial_specs),
+            f"more designs than search.trials ({c.search.trials})",
+        )
     if c.search.population_size is not None and c.search.population_size < 2:
         raise bad("search.population_size", c.search.population_size, "must be >= 2")
     positive_floats: dict[str, float | None] = {

@@ -47,11 +47,14 @@ from nas.config import StudyConfig, parse_gpus_per_trial
 from nas.search import (
     CONSTRAINT_ATTR,
     FINAL_KEY,
+    INITIAL_SPEC_ATTR,
+    MAX_REDRAWS,
     NATIVE_CONSTRAINTS,
     RECORD_ATTR,
     STATUS_ATTR,
     WEIGHTS_SUFFIX,
     Progress,
+    RepeatGuard,
     SearchError,
     TrialSettings,
     estimate_train_vram_mb,
@@ -315,11 +318,26 @@ class FsnasOptunaSearch(OptunaSearch):
         super().__init__(**kwargs)
         self._ledger = ledger
         self._objective_names = objective_names
+        self.repeats: RepeatGuard | None = None  # made at the first suggest
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """Return a config for a new Tune trial; repeats of known designs are not trained.
+
+        A proposal that repeats a finished or running trial's design is answered by
+        ``RepeatGuard`` and the sampler is asked again (at most ``MAX_REDRAWS`` times).
+        """
+        assert self._ot_study is not None  # set up in __init__ (the space is given)
+        if self.repeats is None:
+            self.repeats = RepeatGuard(self._ot_study)
         config = super().suggest(trial_id)
+        for _ in range(MAX_REDRAWS):
+            if config is None or not self.repeats.answer(self._ot_trials[trial_id]):
+                break
+            del self._ot_trials[trial_id]
+            config = super().suggest(trial_id)
         if config is not None:
             self._ledger.configs[trial_id] = config
+            self.repeats.started(trial_id, self._ot_trials[trial_id])
         return config
 
     def on_trial_complete(
@@ -336,7 +354,10 @@ class FsnasOptunaSearch(OptunaSearch):
             ot_trial.set_user_attr(INTERRUPTED_ATTR, True)
             self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
+            if self.repeats is not None:
+                self.repeats.finished(trial_id, ot_trial, None, None)
             return
+        record.initial_spec = str(ot_trial.user_attrs.get(INITIAL_SPEC_ATTR, ""))
         ot_trial.set_user_attr(RECORD_ATTR, record.to_dict())
         ot_trial.set_user_attr(STATUS_ATTR, record.status)
         if result is not None and NODE_ATTR in result:
@@ -368,6 +389,8 @@ class FsnasOptunaSearch(OptunaSearch):
             state, told = optuna.trial.TrialState.FAIL, None
         self._ot_study.tell(ot_trial, told, state=state)
         self._completed_trials.add(trial_id)
+        if self.repeats is not None:
+            self.repeats.finished(trial_id, ot_trial, state, told)
         self._ledger.on_record(record)
 
     def _placeholder(self, name: str, record: TrialRecord) -> float:

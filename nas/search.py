@@ -13,10 +13,12 @@ nothing about Ray (the backend passes it a ``report`` callable) and returns a pl
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +28,8 @@ import optuna
 
 from dashboards.records import CHECKPOINT_KEY, Objective, StudySummary, TrialRecord
 from nas import pareto
-from nas.config import StudyConfig, metric_name
-from search_spaces.errors import FsnasError
+from nas.config import ConfigError, StudyConfig, metric_name
+from search_spaces.errors import FsnasError, SpecError
 from search_spaces.spec import ArchSpec
 from trainers.featureset import FeatureSet
 from trainers.result import TrainConfig
@@ -35,6 +37,10 @@ from trainers.result import TrainConfig
 RECORD_ATTR = "fsnas_record"  # Optuna user attribute holding TrialRecord.to_dict()
 STATUS_ATTR = "fsnas_status"
 CONSTRAINT_ATTR = "fsnas_constraint"  # [train VRAM - limit] (measured or estimated); <= 0 ok
+INITIAL_SPEC_ATTR = "fsnas_initial_spec"  # the warm-start entry a queued trial came from
+# a proposal that repeated a known design: the twin's trial number (told its outcome, never
+# trained) or "running Tune trial ID" (told FAIL); such trials have no fsnas record
+DUPLICATE_ATTR = "fsnas_duplicate_of"
 # Optuna 5 takes constraints through Trial.set_constraint (constraints_func is deprecated)
 NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 FINAL_KEY = "fsnas_final"  # marks a trial's last report (the scheduler ignores it)
@@ -388,11 +394,18 @@ def make_sampler(config: StudyConfig, previous_trials: int = 0) -> optuna.sample
             population_size=population, seed=search.seed, constraints_func=constraints
         )
     if search.sampler == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=search.seed,
-            constraints_func=constraints,
-            n_startup_trials=max(2, min(10, search.trials // 3)),
-        )
+        with warnings.catch_warnings():
+            # group=True is "experimental" in Optuna; it is what a conditional space needs
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=search.seed,
+                constraints_func=constraints,
+                n_startup_trials=max(2, min(10, search.trials // 3)),
+                # one joint model per group of parameters that occur together (a depth-3 body's
+                # blocks, a front end's branches) instead of one per parameter
+                multivariate=True,
+                group=True,
+            )
     if search.sampler == "gp":
         return optuna.samplers.GPSampler(
             seed=search.seed,
@@ -521,6 +534,8 @@ class SearchOutcome:
     knee: TrialRecord | None
     tracking_uri: str | None = None
     experiment_dir: str | None = None
+    # proposals that repeated a known design, answered without training (DUPLICATE_ATTR)
+    repeats: int = 0
 
 
 def summarise(
@@ -580,6 +595,68 @@ def build_space(config: StudyConfig, data: FeatureSet) -> Any:
     return space
 
 
+def initial_params(config: StudyConfig, space: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Return (label, trial parameters) of each ``search.initial_specs`` design, in order.
+
+    An entry is a preset name (``fsnas presets list``) or an ArchSpec JSON file.
+
+    Raises:
+        ConfigError: an entry is neither, its file does not parse, or the design is not a
+            point of the search space (the message names ``search.initial_specs[i]``).
+    """
+    from search_spaces.presets import PRESETS
+
+    out = []
+    for index, entry in enumerate(config.search.initial_specs):
+        key = f"search.initial_specs[{index}]"
+        try:
+            if entry in PRESETS:
+                spec, label = PRESETS[entry].spec, f"preset {entry}"
+            else:
+                path = Path(entry)
+                if not path.is_file():
+                    raise ConfigError(
+                        f"{key}: {entry!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+                    )
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as err:
+                    raise ConfigError(f"{key}: cannot read {entry!r}: {err}") from None
+                spec = ArchSpec.from_json(text)
+                label = f"{spec.name or path.stem} ({path})"
+            out.append((label, space.params_for(spec)))
+        except SpecError as err:
+            raise ConfigError(f"{key} = {entry!r}: {err}") from None
+    return out
+
+
+def enqueue_initial(
+    study: optuna.Study, designs: list[tuple[str, dict[str, Any]]], remaining: int
+) -> tuple[list[str], list[str]]:
+    """Queue the warm-start designs as the study's next trials; return (queued, skipped).
+
+    A design the study already finished (it has a record) or still has queued is skipped, so a
+    resume never runs it twice; one whose run was interrupted (an orphan, see
+    ``close_orphans``) is queued again. At most ``remaining`` designs are queued.
+    """
+    waiting = optuna.trial.TrialState.WAITING
+    held = [
+        t.system_attrs.get("fixed_params", t.params)
+        for t in study.get_trials(deepcopy=False)
+        if RECORD_ATTR in t.user_attrs or t.state == waiting
+    ]
+    queued: list[str] = []
+    skipped: list[str] = []
+    for label, params in designs:
+        if params in held or len(queued) >= remaining:
+            skipped.append(label)
+            continue
+        study.enqueue_trial(params, user_attrs={INITIAL_SPEC_ATTR: label})
+        held.append(params)
+        queued.append(label)
+    return queued, skipped
+
+
 def run_search(
     config: StudyConfig,
     *,
@@ -602,6 +679,7 @@ def run_search(
     data = load_study_features(config)
     space = build_space(config, data)
     objectives = config.objectives(data.task)
+    designs = initial_params(config, space)  # a bad warm-start entry fails before any work
     storage = open_storage(config.storage)
     study = _open_study(config, storage, objectives)
     orphans = close_orphans(storage, study)
@@ -620,6 +698,15 @@ def run_search(
             + (f", {orphans} interrupted trial(s) will be asked again" if orphans else "")
             + f"; {max(remaining, 0)} to run (sampler seed "
             + f"{sampler_seed(config.search.seed, len(study.trials))}: new draws)",
+            file=out,
+            flush=True,
+        )
+    if designs and remaining > 0:
+        queued, skipped = enqueue_initial(study, designs, remaining)
+        print(
+            f"[{config.study}] warm start: {len(queued)} design(s) run first"
+            + (f" ({'; '.join(queued)})" if queued else "")
+            + (f"; {len(skipped)} already in the study or over the budget" if skipped else ""),
             file=out,
             flush=True,
         )
@@ -664,7 +751,8 @@ def run_search(
         status = "KILLED"
         raise
     finally:
-        records = load_records(optuna.load_study(study_name=config.study, storage=storage))
+        final_study = optuna.load_study(study_name=config.study, storage=storage)
+        records = load_records(final_study)
         summary, front, hv, knee = summarise(
             config.study, records, objectives, config.to_dict(), progress.hv_history
         )
@@ -683,7 +771,100 @@ def run_search(
         knee=knee,
         tracking_uri=tracking_uri if tracker is not None else None,
         experiment_dir=experiment_dir,
+        repeats=count_repeats(final_study),
     )
+
+
+# a proposal that repeats a known design is answered without training and the sampler asked
+# again, at most this many times per trial (a small, exhausted space must not spin: the last
+# proposal then trains, repeat or not)
+MAX_REDRAWS = 32
+
+
+@dataclass(frozen=True)
+class _Told:
+    """What Optuna was told for a finished trial: enough to answer a repeat of its design."""
+
+    number: int
+    state: optuna.trial.TrialState
+    values: list[float] | None
+    constraint: list[float] | None
+
+
+class RepeatGuard:
+    """Keeps a study from training one design twice when its sampler proposes it again.
+
+    Samplers over categorical spaces repeat themselves (TPE most of all); a repeat would cost a
+    full training and teach the sampler nothing new. A proposal whose parameters equal those of
+    a finished trial (one with an fsnas record, this run's or an earlier one's) is told that
+    trial's outcome: values, state and constraint, with ``DUPLICATE_ATTR`` = its number. One
+    equal to a trial still training is told FAIL (``DUPLICATE_ATTR`` = "running ..."). Either
+    way the caller asks the sampler again; the repeat has no record, so it is not a trial of
+    the budget and never on a front.
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.count = 0  # proposals answered so far
+        self._finished: dict[str, _Told] | None = None  # params key -> outcome (lazy)
+        self._running: dict[str, str] = {}  # caller's trial tag -> params key
+
+    def answer(self, trial: optuna.Trial) -> bool:
+        """Tell ``trial`` its twin's outcome and return True; False when it has no twin."""
+        key = _params_key(trial.params)
+        twin = self._outcomes().get(key)
+        live = next((tag for tag, k in self._running.items() if k == key), None)
+        if twin is None and live is None:
+            return False
+        if twin is None:
+            trial.set_user_attr(DUPLICATE_ATTR, f"running trial {live}")
+            self.study.tell(trial, None, state=optuna.trial.TrialState.FAIL)
+        else:
+            trial.set_user_attr(DUPLICATE_ATTR, twin.number)
+            if twin.constraint is not None:
+                trial.set_user_attr(CONSTRAINT_ATTR, twin.constraint)
+                if NATIVE_CONSTRAINTS:
+                    trial.set_constraint("train_vram_mb", twin.constraint[0])
+            self.study.tell(trial, twin.values, state=twin.state)
+        self.count += 1
+        return True
+
+    def started(self, tag: str, trial: optuna.Trial) -> None:
+        """Note that ``trial`` (the caller calls it ``tag``) is training."""
+        self._running[tag] = _params_key(trial.params)
+
+    def finished(
+        self,
+        tag: str | None,
+        trial: optuna.Trial,
+        state: optuna.trial.TrialState | None,
+        values: list[float] | None,
+    ) -> None:
+        """Note ``trial``'s outcome as told (``state`` None: no outcome, e.g. interrupted)."""
+        key = self._running.pop(tag, None) if tag is not None else None
+        if state is None:
+            return
+        constraint = trial.user_attrs.get(CONSTRAINT_ATTR)
+        told = _Told(trial.number, state, values, constraint)
+        self._outcomes().setdefault(key or _params_key(trial.params), told)
+
+    def _outcomes(self) -> dict[str, _Told]:
+        if self._finished is None:
+            self._finished = {}
+            for t in self.study.get_trials(deepcopy=False):
+                if RECORD_ATTR in t.user_attrs and t.state.is_finished():
+                    told = _Told(t.number, t.state, t.values, t.user_attrs.get(CONSTRAINT_ATTR))
+                    self._finished.setdefault(_params_key(t.params), told)
+        return self._finished
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def count_repeats(study: optuna.Study) -> int:
+    """Return how many of the study's proposals repeated a known design (never trained)."""
+    return sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
 def _open_study(
@@ -772,6 +953,7 @@ def front_table(
             f"{_fmt(r.costs.get('train_vram_mb')):>8}{'*' if src == 'estimated' else ' '} "
             f"{_fmt(r.costs.get('gflops'), 3):>7}  {_fmt(r.costs.get('params')):>8}  "
             f"{r.status + mark:<13} {r.spec_summary}"
+            + (f"  [warm start: {r.initial_spec}]" if r.initial_spec else "")
         )
     if any(r.costs.get("vram_source") == "estimated" for r in front):
         lines.append("* VRAM estimated (no GPU); measured on CUDA")
@@ -794,6 +976,11 @@ def outcome_text(outcome: SearchOutcome) -> str:
     ]
     if outcome.knee is not None:
         lines.append(f"knee: trial {outcome.knee.number} ({outcome.knee.spec_summary})")
+    if outcome.repeats:
+        lines.append(
+            f"{outcome.repeats} proposal(s) repeated a design already trained or training: "
+            "answered from its outcome and re-asked, not trained again"
+        )
     kept = [r for r in outcome.front if r.costs.get(CHECKPOINT_KEY)]
     kept = [r for r in kept if Path(str(r.costs[CHECKPOINT_KEY])).is_file()]
     if kept:
@@ -833,4 +1020,11 @@ def load_study(study_name: str, storage_url: str | None = None) -> SearchOutcome
     summary, front, hv, knee = summarise(
         study_name, records, objectives, dict(study.user_attrs.get("config", {}))
     )
-    return SearchOutcome(records=records, summary=summary, front=front, hypervolume=hv, knee=knee)
+    return SearchOutcome(
+        records=records,
+        summary=summary,
+        front=front,
+        hypervolume=hv,
+        knee=knee,
+        repeats=count_repeats(study),
+    )

@@ -24,6 +24,7 @@ FLAG_KEYS: dict[str, str] = {
     "search_time_budget_s": "search.time_budget_s",
     "batch_size": "train.batch_size",
     "keep_weights": "search.keep_weights",
+    "initial_spec": "search.initial_specs",
 }
 
 
@@ -67,6 +68,13 @@ def add_study_flags(parser: argparse.ArgumentParser) -> None:
         "--keep-weights",
         choices=KEEP_WEIGHTS,
         help="trained weights kept for export: the final front's (default), all, none",
+    )
+    parser.add_argument(
+        "--initial-spec",
+        action="append",
+        metavar="PRESET|FILE.json",
+        help="warm start: evaluate this design first, as a trial of the study (a preset name or "
+        "an ArchSpec JSON file; repeatable; must be a point of the search space)",
     )
 
 

@@ -82,6 +82,24 @@ def test_knee_is_marked(study: SyntheticStudy) -> None:
     )
 
 
+def test_warm_start_trials_are_marked(tmp_path: Path, study: SyntheticStudy) -> None:
+    record = next(r for r in study.records if r.status == "complete" and not r.on_pareto_front)
+    record.initial_spec = "vgg5_c128 (configs/specs/vgg5_c128.json)"
+    fig = plots.pareto_figure(study.records, OBJECTIVES, VRAM, ACC)
+    marks = [t for t in fig.data if t.name.startswith("warm start")]
+    assert [t.name for t in marks] == [f"warm start vgg5_c128 (trial {record.number})"]
+    assert (marks[0].x[0], marks[0].y[0]) == (
+        record.objectives["train_vram_mb"],
+        record.objectives["val_accuracy"],
+    )
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    png = plots.write_pareto_png(tmp_path / "p.png", study.records, OBJECTIVES, VRAM, ACC)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(plt.get_fignums()) == before  # the figure is closed after saving
+
+
 def test_html_is_self_contained(tmp_path: Path, study: SyntheticStudy) -> None:
     path = plots.write_pareto_html(tmp_path / "p.html", study.records, OBJECTIVES, VRAM, ACC)
     html = path.read_text(encoding="utf-8")

@@ -67,6 +67,11 @@ def test_yaml_values_and_flag_overrides(tmp_path: Path) -> None:
         ("data: [synthetic]\n", r"data: expected a mapping"),
         ("- 1\n- 2\n", r"expected a mapping of keys, got list"),
         ("train: {epochs: [1\n", r"invalid YAML"),
+        ("search: {initial_specs: ['']}\n", r"initial_specs\[0\]: expected a preset name or"),
+        (
+            "search: {trials: 1, initial_specs: [a.json, b.json]}\n",
+            r"search\.initial_specs: more designs than search\.trials \(1\)",
+        ),
     ],
 )
 def test_errors_name_file_key_and_value(tmp_path: Path, text: str, message: str) -> None:

@@ -299,3 +299,68 @@ def test_untrained_infeasible_trial_still_guides_the_sampler(
     assert records[0].status == "infeasible" and records[0].metrics == {}
     _, front, _, _ = summarise("s", load_records(study), OBJECTIVES, {})
     assert front == []
+
+
+def _two_point_searcher(
+    records: list[TrialRecord], storage: optuna.storages.BaseStorage
+) -> FsnasOptunaSearch:
+    """A searcher over a space of two designs (x = 0 or 1), so proposals repeat at once."""
+    return FsnasOptunaSearch(
+        ledger=_ledger(records),
+        objective_names=["val_accuracy", "train_vram_mb"],
+        space=lambda trial: {"x": trial.suggest_int("x", 0, 1)},
+        metric=["val_accuracy", "train_vram_mb"],
+        mode=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        storage=storage,
+        study_name="repeats",
+    )
+
+
+def test_repeated_designs_are_answered_from_their_twin_not_trained() -> None:
+    from nas.search import DUPLICATE_ATTR, MAX_REDRAWS, count_repeats
+
+    storage = optuna.storages.InMemoryStorage()
+    records: list[TrialRecord] = []
+    searcher = _two_point_searcher(records, storage)
+    first = searcher.suggest("a")
+    assert first is not None
+    searcher.on_trial_complete("a", _final(0.9, 200.0))
+    # every proposal equal to the finished design is told its outcome and re-asked
+    second = searcher.suggest("b")
+    assert second is not None and second["x"] != first["x"]
+    study = searcher._ot_study
+    assert study is not None
+    repeats = [t for t in study.trials if DUPLICATE_ATTR in t.user_attrs]
+    assert all(t.params == first and t.user_attrs[DUPLICATE_ATTR] == 0 for t in repeats)
+    assert all(t.values == [0.9, 200.0] for t in repeats)  # the sampler learns the same
+    assert searcher.repeats is not None and searcher.repeats.count == len(repeats)
+
+    # both designs known ("b" still training): the search gives up after MAX_REDRAWS
+    # proposals and trains the last one rather than spin
+    third = searcher.suggest("c")
+    assert third is not None
+    repeats = [t for t in study.trials if DUPLICATE_ATTR in t.user_attrs]
+    assert searcher.repeats.count == len(repeats) >= MAX_REDRAWS
+    of_running = [t for t in repeats if t.params == second]
+    assert of_running and all(t.state == optuna.trial.TrialState.FAIL for t in of_running)
+    assert {t.user_attrs[DUPLICATE_ATTR] for t in of_running} == {"running trial b"}
+    # repeats are not trials of the study's budget: no record, not on any front
+    searcher.on_trial_complete("b", _final(0.8, 100.0))
+    searcher.on_trial_complete("c", _final(0.85, 150.0))
+    assert [r.status for r in load_records(study)] == ["complete"] * 3
+    assert count_repeats(study) == len(repeats)
+
+    # a resumed search knows the study's finished designs without having run them itself
+    resumed = _two_point_searcher([], storage)
+    assert resumed.suggest("d") is not None
+    resumed_study = resumed._ot_study
+    assert resumed_study is not None
+    assert (
+        resumed.repeats is not None and resumed.repeats.count == MAX_REDRAWS
+    )  # both designs are finished: all repeats
+    newest = [t for t in resumed_study.trials if DUPLICATE_ATTR in t.user_attrs][-MAX_REDRAWS:]
+    for t in newest:
+        twin = resumed_study.trials[t.user_attrs[DUPLICATE_ATTR]]
+        assert DUPLICATE_ATTR not in twin.user_attrs  # a trained trial, with its record
+        assert t.params == twin.params and t.values == twin.values

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,21 +12,34 @@ import pytest
 
 from dashboards.records import Objective
 from nas.cli import main
-from nas.config import from_dict
+from nas.config import ConfigError, from_dict
 from nas.search import (
+    INITIAL_SPEC_ATTR,
+    RECORD_ATTR,
     RECORD_JSON_KEY,
     TrialSettings,
+    build_space,
+    close_orphans,
+    enqueue_initial,
     gpu_share,
+    initial_params,
     load_study,
     load_study_features,
     record_from_result,
     run_trial,
 )
-from search_spaces.spec import ArchSpec, Branch, ConvBlock
+from search_spaces.spec import ArchSpec, Branch, ConvBlock, Head
 from tests.nas._study import tiny_config, write_config
 from trainers.result import TrainConfig
 
 OBJECTIVES = (Objective("val_accuracy", "maximize"), Objective("train_vram_mb", "minimize"))
+# a point of the tiny test space: one tall branch max-pooled over frequency
+WARM_START = ArchSpec(
+    frontend=(Branch("0.9M", 3, 8, freq_reduce="max"),),
+    head=Head(time_pooling="max"),
+    input_norm="none",
+    name="tall",
+)
 
 
 def test_gpu_share_rounds_up_to_the_grid() -> None:
@@ -103,14 +118,24 @@ def test_search_end_to_end_and_pareto_command(
         search={"trials": 6, "population_size": 3},
     )
     path = write_config(tmp_path / "e2e.yaml", config)
-    # --trials overrides the file's 6
-    assert main(["search", "--config", str(path), "--trials", "5"]) == 0
+    warm = tmp_path / "tall.json"
+    warm.write_text(WARM_START.to_json())
+    # --trials overrides the file's 6; the warm-start design is the study's first trial
+    assert (
+        main(["search", "--config", str(path), "--trials", "5", "--initial-spec", str(warm)]) == 0
+    )
     out = capsys.readouterr().out
+    assert f"[e2e] warm start: 1 design(s) run first (tall ({warm}))" in out
     assert "[e2e] done 5/5" in out  # the live progress line
     assert "Pareto front" in out and "hypervolume" in out and "knee: trial" in out
 
     outcome = load_study("e2e", config["storage"])
     assert len(outcome.records) == 5
+    first = next(r for r in outcome.records if r.number == 0)
+    assert ArchSpec.from_dict(first.spec) == dataclasses.replace(WARM_START, name="")
+    assert first.status in ("complete", "pruned")
+    assert first.initial_spec == f"tall ({warm})"
+    assert {r.initial_spec for r in outcome.records if r.number != 0} == {""}
     assert sorted(r.number for r in outcome.records) == sorted({r.number for r in outcome.records})
     assert outcome.front and all(r.status == "complete" for r in outcome.front)
     assert all(r.on_pareto_front == (r in outcome.front) for r in outcome.records)
@@ -122,6 +147,9 @@ def test_search_end_to_end_and_pareto_command(
     assert {r["number"] for r in printed["front"]} == {r.number for r in outcome.front}
     assert (tmp_path / "pareto.json").is_file()
     assert (tmp_path / "trials.csv").read_text().count("\n") == 6  # header + 5 trials
+    with (tmp_path / "trials.csv").open() as fh:
+        rows = {row["number"]: row for row in csv.DictReader(fh)}
+    assert rows["0"]["initial_spec"] == f"tall ({warm})" and rows["1"]["initial_spec"] == ""
 
     # the MLflow store got a parent run and one child run per trial
     import mlflow
@@ -139,6 +167,8 @@ def test_search_end_to_end_and_pareto_command(
     )
     assert "trained weights of" in out and str(folder) in out
     by_number = {int(r.data.tags.get("optuna_trial_number", -1)): r for r in runs}
+    assert by_number[0].data.tags["fsnas.initial_spec"] == f"tall ({warm})"
+    assert "fsnas.initial_spec" not in by_number[1].data.tags
     for record in outcome.front:
         assert by_number[record.number].data.tags["fsnas.weights"] == (
             f"weights/trial-{record.number:05d}.safetensors"
@@ -181,3 +211,78 @@ def test_fixed_trials_run_through_ray(tmp_path: Path) -> None:
         on_result=on_result,
     )
     assert got == {0: ("complete", ""), 1: ("failed", "")}
+
+
+def test_warm_start_entries_resolve_or_name_the_bad_one(tmp_path: Path) -> None:
+    data = load_study_features(from_dict(tiny_config(tmp_path)))
+    warm = tmp_path / "tall.json"
+    warm.write_text(WARM_START.to_json())
+    config = from_dict(tiny_config(tmp_path, search={"initial_specs": [str(warm)]}))
+    [(label, params)] = initial_params(config, build_space(config, data))
+    assert label == f"tall ({warm})"
+    assert params["branch0_height"] == "0.9M" and params["branch0_channels"] == 8
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    cases = {
+        "nope.json": r"initial_specs\[1\]: 'nope\.json' is neither a preset \(pons_vgg, ",
+        "musicnn": r"initial_specs\[1\] = 'musicnn': spec 'musicnn': activation_order",
+        str(broken): r"initial_specs\[1\] = '.*broken\.json': ",
+    }
+    for entry, message in cases.items():
+        config = from_dict(tiny_config(tmp_path, search={"initial_specs": [str(warm), entry]}))
+        with pytest.raises(ConfigError, match=message):
+            initial_params(config, build_space(config, data))
+
+
+def test_enqueued_designs_run_first_and_never_twice() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    designs = [("a", {"depth": 1}), ("b", {"depth": 2}), ("c", {"depth": 3})]
+    # at most `remaining` are queued: the rest would outlive the run
+    assert enqueue_initial(study, designs, remaining=2) == (["a", "b"], ["c"])
+    trial = study.ask()
+    assert trial.suggest_int("depth", 0, 5) == 1
+    assert trial.user_attrs[INITIAL_SPEC_ATTR] == "a"
+    trial.set_user_attr(RECORD_ATTR, {"number": trial.number, "status": "complete"})
+    study.tell(trial, [0.5, 10.0])
+    # "b" starts, then the driver is killed: the resume closes it as an orphan
+    assert study.ask().suggest_int("depth", 0, 5) == 2
+    assert close_orphans(storage, study) == 1
+    # the resume: "a" finished and is never run again; the interrupted "b" and the new "c" are
+    assert enqueue_initial(study, designs, remaining=5) == (["b", "c"], ["a"])
+    assert [study.ask().suggest_int("depth", 0, 5) for _ in range(2)] == [2, 3]
+
+
+@pytest.mark.slow
+def test_repeated_proposals_are_not_trained_through_ray(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nas.search import MAX_REDRAWS
+
+    monkeypatch.chdir(tmp_path)
+    # a space of exactly two designs (with or without input batch norm)
+    two_designs = {
+        "max_branches": 0,
+        "max_depth": 1,
+        "block_heights": [1],
+        "block_widths": [1],
+        "block_channels": [4],
+        "pool_axes": ["none"],
+        "head_freq_reduce": ["max"],
+        "head_time_pooling": ["max"],
+        "input_norm": ["none", "bn"],
+    }
+    config = tiny_config(
+        tmp_path, study="repeats", space=two_designs, search={"trials": 3, "sampler": "random"}
+    )
+    path = write_config(tmp_path / "repeats.yaml", config)
+    assert main(["search", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    outcome = load_study("repeats", config["storage"])
+    # both designs trained once; the third trial found nothing new after MAX_REDRAWS
+    # proposals and trained a repeat rather than spin
+    assert len(outcome.records) == 3
+    assert len({json.dumps(r.spec, sort_keys=True) for r in outcome.records}) == 2
+    assert outcome.repeats >= MAX_REDRAWS
+    assert f"{outcome.repeats} proposal(s) repeated a design already trained or training" in out
