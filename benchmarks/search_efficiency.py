@@ -2,13 +2,16 @@
 
 What runs (cheap but real): the shipped config for the embedded default (``configs/demo.yaml``:
 its space, objectives ``val_accuracy`` vs estimated ``train_vram_mb``, batch 32, lr 0.003,
-NSGA-II generations of 8; TPE starts with 10 random trials) on a smaller draw of the synthetic
-data (``synthetic:clips_per_class=40`` = 400 one-second clips, seeded 80/10/10 split) and
+NSGA-II generations of 8; TPE, multivariate and grouped, starts with 10 random trials) on a
+smaller draw of the synthetic data (``synthetic:clips_per_class=40`` = 400 one-second clips,
+seeded 80/10/10 split) and
 ``--epochs`` 2 epochs per trial, with a per-trial training time budget of ``--trial-budget-s``
 seconds as a guard. Each (sampler, seed) study asks 40 trials of a sampler built by
 ``nas.search.make_sampler`` (as ``fsnas search`` builds it for a 40-trial study), samples specs
 with the config's ``SearchSpace``, trains each with the real trial function
 ``nas.search.run_trial`` (one CPU thread) and tells Optuna the objectives, one trial at a time
+(a proposal repeating a trained design is answered by ``nas.search.RepeatGuard`` and the sampler
+asked again, as in ``fsnas search``, so each study trains 40 distinct designs)
 in-process: Ray is left out because it changes nothing the samplers see when trials run one at
 a time, and it would cost the CPU budget. The 9 studies run in two processes. Hypervolume
 (``nas.pareto.records_hypervolume``) uses one reference point for every study: 0 accuracy and
@@ -63,6 +66,8 @@ def run_study(job: dict[str, Any]) -> dict[str, Any]:
 
     from nas.config import load_config
     from nas.search import (
+        MAX_REDRAWS,
+        RepeatGuard,
         TrialSettings,
         build_space,
         load_study_features,
@@ -85,23 +90,33 @@ def run_study(job: dict[str, Any]) -> dict[str, Any]:
         directions=[o.direction for o in objectives], sampler=make_sampler(config)
     )
     records = []
+    repeats = RepeatGuard(study)  # as fsnas search does: a repeated design is not retrained
     started = time.monotonic()
     for _ in range(config.search.trials):
         trial = study.ask()
         spec = space.sample(trial)
+        for _ in range(MAX_REDRAWS):
+            if not repeats.answer(trial):
+                break
+            trial = study.ask()
+            spec = space.sample(trial)
         final = run_trial({"spec": spec.to_dict()}, data, settings, None, "cpu")
         record = record_from_result(final, trial.number)
         assert record is not None  # run_trial always returns its record
         values = [record.objectives.get(o.name) for o in objectives]
         if record.status == "complete" and all(v is not None for v in values):
-            study.tell(trial, [float(v) for v in values if v is not None])
+            told = [float(v) for v in values if v is not None]
+            study.tell(trial, told)
+            repeats.finished(None, trial, optuna.trial.TrialState.COMPLETE, told)
         else:
             study.tell(trial, None, state=optuna.trial.TrialState.FAIL)
+            repeats.finished(None, trial, optuna.trial.TrialState.FAIL, None)
         records.append(record.to_dict())
     return {
         "sampler": job["sampler"],
         "seed": job["seed"],
         "seconds": time.monotonic() - started,
+        "repeats": repeats.count,
         "records": records,
     }
 
@@ -139,6 +154,8 @@ def hypervolumes(
             if r.status == "complete" and int(r.costs.get("epochs_run") or 0) < study["epochs"]
         )
         row["seconds"] = round(study["seconds"], 1)
+        # proposals that repeated a design already trained: answered, not counted as trials
+        row["repeats_answered"] = int(study.get("repeats", 0))
         rows.append(row)
     return reference, rows
 

@@ -21,21 +21,30 @@ from pathlib import Path
 
 from nas.config import load_config
 from nas.search import load_study_features, outcome_text, run_search, trial_train_config
-from search_spaces.spec import ArchSpec, ConvBlock, Head
+from search_spaces.spec import ArchSpec
 from trainers.train import fit
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+VGG_SPEC = REPO / "configs" / "specs" / "vgg5_c128.json"
+
+
 def vgg5() -> ArchSpec:
     """Return the anchor's 5-block 3×3 VGG with 128 channels (DESIGN.md, first table row)."""
-    block = ConvBlock(height=3, width=3, channels=128, pool=(2, 2))
-    return ArchSpec(
-        body=(block,) * 5,
-        head=Head(freq_reduce="max", time_pooling="max"),
-        input_norm="none",
-        name="vgg5_c128",
-    )
+    return ArchSpec.from_json(VGG_SPEC.read_text(encoding="utf-8"))
+
+
+def _unnamed(spec: dict[str, object]) -> str:
+    return json.dumps({k: v for k, v in spec.items() if k != "name"}, sort_keys=True)
+
+
+def spec_of(entry: str) -> dict[str, object]:
+    """Return the spec dict (without its name) of a ``search.initial_specs`` entry."""
+    from search_spaces.presets import PRESETS
+
+    spec = PRESETS[entry].spec if entry in PRESETS else ArchSpec.from_json(Path(entry).read_text())
+    return {k: v for k, v in spec.to_dict().items() if k != "name"}
 
 
 def main() -> int:
@@ -51,6 +60,9 @@ def main() -> int:
         help="stop each trial's training (and the VGG's) after this many seconds (CPU runs)",
     )
     parser.add_argument("--study", default=None)
+    parser.add_argument(
+        "--sampler", default=None, help="nsga2, tpe, gp, random (default: config's)"
+    )
     parser.add_argument("--data", default=None, help="KIND:PATH (default: the config's)")
     parser.add_argument("--storage", default=None)
     parser.add_argument("--tracking-uri", default=None)
@@ -66,6 +78,7 @@ def main() -> int:
             "train.epochs": args.epochs,
             "train.time_budget_s": args.time_budget_s,
             "study": args.study,
+            "search.sampler": args.sampler,
             "data.source": args.data,
             "storage": args.storage,
             "tracking_uri": args.tracking_uri,
@@ -83,6 +96,7 @@ def main() -> int:
         print(f"VGG baseline did not complete: {vgg.status} {vgg.reason}", file=sys.stderr)
         return 2
     budget_mb = vgg.train_vram_mb * args.vram_fraction
+    warm = {_unnamed(spec_of(entry)) for entry in config.search.initial_specs}
     winners = sorted(
         (
             r
@@ -104,7 +118,7 @@ def main() -> int:
             f"  trial {r.number}: test accuracy {r.metrics['test_accuracy']:.4f}, "
             f"train VRAM {float(r.costs['train_vram_mb']):.1f} MB ({r.costs.get('vram_source')}) "
             f"= {float(r.costs['train_vram_mb']) / vgg.train_vram_mb:.1%} of the VGG  "
-            f"{r.spec_summary}"
+            f"{r.spec_summary}" + ("  (warm start)" if _unnamed(r.spec) in warm else "")
         )
     if not winners:
         print(f"  no trial reached {args.min_test_accuracy:.0%} within the budget")
@@ -113,6 +127,32 @@ def main() -> int:
         "trials": len(outcome.records),
         "search_seconds": round(search_s, 1),
         "epochs": config.train.epochs,
+        "sampler": config.search.sampler,
+        "space": config.space,
+        "initial_specs": list(config.search.initial_specs),
+        "counts": {
+            status: sum(r.status == status for r in outcome.records)
+            for status in sorted({r.status for r in outcome.records})
+        },
+        # the best designs within the budget, whatever their accuracy (what the search found)
+        "best_within_budget": [
+            {
+                "number": r.number,
+                "test_accuracy": r.metrics.get("test_accuracy"),
+                "train_vram_mb": r.costs.get("train_vram_mb"),
+                "spec_summary": r.spec_summary,
+            }
+            for r in sorted(
+                (
+                    r
+                    for r in outcome.records
+                    if r.status == "complete"
+                    and r.costs.get("train_vram_mb") is not None
+                    and float(r.costs["train_vram_mb"]) <= budget_mb
+                ),
+                key=lambda r: -float(r.metrics.get("test_accuracy", 0.0)),
+            )[:3]
+        ],
         "time_budget_s": config.train.time_budget_s,
         "device": vgg.device,
         "vgg": {
@@ -132,6 +172,8 @@ def main() -> int:
                 "params": r.costs.get("params"),
                 "spec_summary": r.spec_summary,
                 "spec": r.spec,
+                # a design of search.initial_specs (warm start), not one the search proposed
+                "warm_start": _unnamed(r.spec) in warm,
             }
             for r in winners
         ],
