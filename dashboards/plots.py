@@ -341,28 +341,9 @@ def write_pareto_png(
         ax.plot([p.x for p in line], [p.y for p in line], color=_STYLES["front"][2], zorder=2.5)
     for p in points:
         if p.record.number == knee_number:
-            ax.scatter(
-                [p.x],
-                [p.y],
-                s=500,
-                facecolors="none",
-                edgecolors="#111111",
-                linewidths=1.5,
-                label=f"knee (trial {p.record.number})",
-                zorder=4,
-            )
+            _ring(ax, p, "o", 500, "#111111", f"knee (trial {p.record.number})")
         if p.record.initial_spec:
-            ax.scatter(
-                [p.x],
-                [p.y],
-                s=320,
-                marker="s",
-                facecolors="none",
-                edgecolors=_WARM_START_COLOUR,
-                linewidths=1.5,
-                label=warm_start_label(p.record),
-                zorder=4,
-            )
+            _ring(ax, p, "s", 320, _WARM_START_COLOUR, warm_start_label(p.record))
     if _use_log_axis([p.x for p in points]):
         ax.set_xscale("log")
     if _use_log_axis([p.y for p in points]):
@@ -379,6 +360,21 @@ def write_pareto_png(
             if hasattr(handle, "set_sizes"):
                 handle.set_sizes([60])
     return _save(fig, path, dpi)
+
+
+def _ring(ax: Any, p: _Point, marker: str, size: float, colour: str, label: str) -> None:
+    """Draw an open marker around one trial's point (the knee, a warm start), with a legend."""
+    ax.scatter(
+        [p.x],
+        [p.y],
+        s=size,
+        marker=marker,
+        facecolors="none",
+        edgecolors=colour,
+        linewidths=1.5,
+        label=label,
+        zorder=4,
+    )
 
 
 def hypervolume_figure(summary: StudySummary) -> go.Figure:
