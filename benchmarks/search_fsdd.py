@@ -35,18 +35,6 @@ def vgg5() -> ArchSpec:
     return ArchSpec.from_json(VGG_SPEC.read_text(encoding="utf-8"))
 
 
-def _unnamed(spec: dict[str, object]) -> str:
-    return json.dumps({k: v for k, v in spec.items() if k != "name"}, sort_keys=True)
-
-
-def spec_of(entry: str) -> dict[str, object]:
-    """Return the spec dict (without its name) of a ``search.initial_specs`` entry."""
-    from search_spaces.presets import PRESETS
-
-    spec = PRESETS[entry].spec if entry in PRESETS else ArchSpec.from_json(Path(entry).read_text())
-    return {k: v for k, v in spec.to_dict().items() if k != "name"}
-
-
 def main() -> int:
     """Run the search and the VGG baseline; print and write the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -96,16 +84,15 @@ def main() -> int:
         print(f"VGG baseline did not complete: {vgg.status} {vgg.reason}", file=sys.stderr)
         return 2
     budget_mb = vgg.train_vram_mb * args.vram_fraction
-    warm = {_unnamed(spec_of(entry)) for entry in config.search.initial_specs}
+    within = [
+        r
+        for r in outcome.records
+        if r.status == "complete"
+        and r.costs.get("train_vram_mb") is not None
+        and float(r.costs["train_vram_mb"]) <= budget_mb
+    ]
     winners = sorted(
-        (
-            r
-            for r in outcome.records
-            if r.status == "complete"
-            and r.metrics.get("test_accuracy", 0.0) >= args.min_test_accuracy
-            and r.costs.get("train_vram_mb") is not None
-            and float(r.costs["train_vram_mb"]) <= budget_mb
-        ),
+        (r for r in within if r.metrics.get("test_accuracy", 0.0) >= args.min_test_accuracy),
         key=lambda r: (-r.metrics["test_accuracy"], float(r.costs["train_vram_mb"])),
     )
     print(
@@ -118,7 +105,7 @@ def main() -> int:
             f"  trial {r.number}: test accuracy {r.metrics['test_accuracy']:.4f}, "
             f"train VRAM {float(r.costs['train_vram_mb']):.1f} MB ({r.costs.get('vram_source')}) "
             f"= {float(r.costs['train_vram_mb']) / vgg.train_vram_mb:.1%} of the VGG  "
-            f"{r.spec_summary}" + ("  (warm start)" if _unnamed(r.spec) in warm else "")
+            f"{r.spec_summary}" + ("  (warm start)" if r.initial_spec else "")
         )
     if not winners:
         print(f"  no trial reached {args.min_test_accuracy:.0%} within the budget")
@@ -142,16 +129,7 @@ def main() -> int:
                 "train_vram_mb": r.costs.get("train_vram_mb"),
                 "spec_summary": r.spec_summary,
             }
-            for r in sorted(
-                (
-                    r
-                    for r in outcome.records
-                    if r.status == "complete"
-                    and r.costs.get("train_vram_mb") is not None
-                    and float(r.costs["train_vram_mb"]) <= budget_mb
-                ),
-                key=lambda r: -float(r.metrics.get("test_accuracy", 0.0)),
-            )[:3]
+            for r in sorted(within, key=lambda r: -float(r.metrics.get("test_accuracy", 0.0)))[:3]
         ],
         "time_budget_s": config.train.time_budget_s,
         "device": vgg.device,
@@ -173,7 +151,7 @@ def main() -> int:
                 "spec_summary": r.spec_summary,
                 "spec": r.spec,
                 # a design of search.initial_specs (warm start), not one the search proposed
-                "warm_start": _unnamed(r.spec) in warm,
+                "warm_start": bool(r.initial_spec),
             }
             for r in winners
         ],

@@ -39,7 +39,7 @@ STATUS_ATTR = "fsnas_status"
 CONSTRAINT_ATTR = "fsnas_constraint"  # [train VRAM - limit] (measured or estimated); <= 0 ok
 INITIAL_SPEC_ATTR = "fsnas_initial_spec"  # the warm-start entry a queued trial came from
 # a proposal that repeated a known design: the twin's trial number (told its outcome, never
-# trained) or "running Tune trial ID" (told FAIL); such trials have no fsnas record
+# trained) or "running trial <caller's tag>" (told FAIL); such trials have no fsnas record
 DUPLICATE_ATTR = "fsnas_duplicate_of"
 # Optuna 5 takes constraints through Trial.set_constraint (constraints_func is deprecated)
 NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
