@@ -7,10 +7,11 @@ smaller draw of the synthetic data (``synthetic:clips_per_class=40`` = 400 one-s
 seeded 80/10/10 split) and
 ``--epochs`` 2 epochs per trial, with a per-trial training time budget of ``--trial-budget-s``
 seconds as a guard. Each (sampler, seed) study asks 40 trials of a sampler built by
-``nas.search.make_sampler`` (as ``fsnas search`` builds it for a 40-trial study), samples specs
+``nas.study.make_sampler`` (as ``fsnas search`` builds it for a 40-trial study), samples specs
 with the config's ``SearchSpace``, trains each with the real trial function
-``nas.search.run_trial`` (one CPU thread) and tells Optuna the objectives, one trial at a time
-(a proposal repeating a trained design is answered by ``nas.search.RepeatGuard`` and the sampler
+``nas.trial.run_trial`` (one CPU thread) and tells Optuna each record as the search does
+(``nas.study.tell_record``), one trial at a time
+(a proposal repeating a trained design is answered by ``nas.study.RepeatGuard`` and the sampler
 asked again, as in ``fsnas search``, so each study trains 40 distinct designs)
 in-process: Ray is left out because it changes nothing the samplers see when trials run one at
 a time, and it would cost the CPU budget. The 9 studies run in two processes. Hypervolume
@@ -65,16 +66,9 @@ def run_study(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from nas.config import load_config
-    from nas.search import (
-        MAX_REDRAWS,
-        RepeatGuard,
-        TrialSettings,
-        build_space,
-        load_study_features,
-        make_sampler,
-        record_from_result,
-        run_trial,
-    )
+    from nas.search import build_space, load_study_features
+    from nas.study import MAX_REDRAWS, RepeatGuard, make_sampler, tell_record
+    from nas.trial import TrialSettings, record_from_result, run_trial
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,14 +97,8 @@ def run_study(job: dict[str, Any]) -> dict[str, Any]:
         final = run_trial({"spec": spec.to_dict()}, data, settings, None, "cpu")
         record = record_from_result(final, trial.number)
         assert record is not None  # run_trial always returns its record
-        values = [record.objectives.get(o.name) for o in objectives]
-        if record.status == "complete" and all(v is not None for v in values):
-            told = [float(v) for v in values if v is not None]
-            study.tell(trial, told)
-            repeats.finished(None, trial, optuna.trial.TrialState.COMPLETE, told)
-        else:
-            study.tell(trial, None, state=optuna.trial.TrialState.FAIL)
-            repeats.finished(None, trial, optuna.trial.TrialState.FAIL, None)
+        state, told = tell_record(study, trial, record, [o.name for o in objectives])
+        repeats.finished(None, trial, state, told)
         records.append(record.to_dict())
     return {
         "sampler": job["sampler"],

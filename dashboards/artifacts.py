@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dashboards import plots
-from dashboards.records import StudySummary, TrialRecord
+from dashboards.records import StudySummary, TrialRecord, best_record, json_ready
 
 TRIALS_CSV = "trials.csv"
 PARETO_JSON = "pareto.json"
@@ -23,21 +22,6 @@ PARETO_HTML = "pareto.html"
 PARETO_PNG = "pareto.png"
 HYPERVOLUME_HTML = "hypervolume.html"
 HYPERVOLUME_PNG = "hypervolume.png"
-
-
-def _json_number(value: Any) -> Any:
-    # JSON has no NaN/inf; a diverged trial's loss must not make the file unreadable.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return _json_number(obj)
 
 
 def write_trials_csv(path: Path, records: Sequence[TrialRecord]) -> Path:
@@ -107,15 +91,17 @@ def write_pareto_json(path: Path, records: Sequence[TrialRecord], summary: Study
         "front": [r.to_dict() for r in _front(records)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=2), encoding="utf-8")
+    path.write_text(json.dumps(json_ready(data), indent=2), encoding="utf-8")
     return path
 
 
 def select_best(records: Sequence[TrialRecord], summary: StudySummary) -> tuple[TrialRecord, str]:
     """Return the trial whose spec is reported as the study's choice, and why it was chosen.
 
-    The knee point when the summary names one; otherwise the complete trial best on the first
-    objective (front members first). Raises ``LookupError`` when no trial completed.
+    The knee point when the summary names one; otherwise the best trial (``best_record``: the
+    complete trial best on the first objective, ties to the lower VRAM, then the lower number);
+    the first complete trial when none has every objective. Raises ``LookupError`` when no
+    trial completed.
     """
     by_number = {r.number: r for r in records}
     if summary.knee_number is not None and summary.knee_number in by_number:
@@ -123,18 +109,10 @@ def select_best(records: Sequence[TrialRecord], summary: StudySummary) -> tuple[
     complete = [r for r in records if r.status == "complete"]
     if not complete:
         raise LookupError(f"study {summary.study_name!r}: no complete trial to choose from")
-    first = summary.objectives[0] if summary.objectives else None
-    if first is None:
+    best = best_record(records, summary.objectives)
+    if best is None:
         return complete[0], "first complete trial"
-    sign = 1.0 if first.direction == "maximize" else -1.0
-    candidates = [r for r in complete if first.name in r.objectives]
-    if not candidates:
-        return complete[0], "first complete trial"
-    best = max(
-        candidates,
-        key=lambda r: (r.on_pareto_front, sign * r.objectives[first.name], -r.number),
-    )
-    return best, f"best {first.name}"
+    return best, f"best {summary.objectives[0].name}"
 
 
 def write_best_spec_json(
@@ -154,7 +132,7 @@ def write_best_spec_json(
         "spec": best.spec,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=2), encoding="utf-8")
+    path.write_text(json.dumps(json_ready(data), indent=2), encoding="utf-8")
     return path
 
 

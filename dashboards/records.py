@@ -7,6 +7,8 @@ numbers and strings) so that tracking and plotting never import ``nas`` or ``tra
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,3 +120,48 @@ class StudySummary:
             knee_number=data.get("knee_number"),
             config=dict(data.get("config", {})),
         )
+
+
+def best_record(
+    records: Sequence[TrialRecord], objectives: Sequence[Objective]
+) -> TrialRecord | None:
+    """Return the study's best trial: the one rule every report and selection uses.
+
+    Among complete trials whose every objective is finite, the best value of the first
+    objective (in its direction); ties go to the lower ``train_vram_mb`` (``costs``, else
+    ``objectives``; a trial without one counts as 0), then to the lower trial number.
+    None when no trial qualifies or ``objectives`` is empty.
+    """
+    if not objectives:
+        return None
+    candidates = [
+        r
+        for r in records
+        if r.status == "complete"
+        and all(
+            (v := r.objectives.get(o.name)) is not None and math.isfinite(float(v))
+            for o in objectives
+        )
+    ]
+    if not candidates:
+        return None
+    first = objectives[0]
+    sign = -1.0 if first.direction == "maximize" else 1.0
+
+    def rank(r: TrialRecord) -> tuple[float, float, int]:
+        vram = r.costs.get("train_vram_mb", r.objectives.get("train_vram_mb"))
+        return (sign * float(r.objectives[first.name]), float(vram or 0.0), r.number)
+
+    return min(candidates, key=rank)
+
+
+def json_ready(obj: Any) -> Any:
+    """Return ``obj`` as strict JSON data: mappings with str keys, tuples as lists, and NaN or
+    infinite floats as None (JSON has no NaN: a diverged trial's loss, a one-seed interval)."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,5 +1,9 @@
 """MLflow tracking of studies: one parent run per study, one nested child run per trial.
 
+This module owns what a study logs: ``StudyTracker`` (run tree, queue of trials not yet stored,
+retries, end-of-study wait) and what a run holds (tags, a trial's params/metrics, ``flatten``,
+``mlflow_key``, batch limits, ``write_run_contents``, ``log_single_run``), so a trial's path
+to its child run stays in this module; reaching the store lives in ``dashboards.mlflow_store``.
 Everything is logged from the search driver through an explicit ``MlflowClient`` (no global
 "active run"), so trial workers need no MLflow access. A tracking failure never stops a search:
 the trial is kept and logged again later (backfill), and a warning names the reason once.
@@ -7,28 +11,30 @@ the trial is kept and logged again later (backfill), and a warning names the rea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
-import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from importlib import metadata
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from dashboards.artifacts import write_study_artifacts
+from dashboards.mlflow_store import (
+    FINISH_WAIT_ENV,
+    TrackingError,
+    artifact_location,
+    check_tracking_reachable,
+    default_finish_wait_s,
+    describe_device,
+    fsnas_version,
+    git_commit,
+    lower_http_retries,
+    open_client,
+)
 from dashboards.records import CHECKPOINT_KEY, StudySummary, TrialRecord
-from search_spaces.errors import FsnasError
-
-DEFAULT_TRACKING_URI_FILE = "mlflow.db"
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 StudyKind = Literal["search", "ablation", "train"]
 
@@ -46,15 +52,18 @@ TAG_RAY_TRIAL_ID = "ray_trial_id"
 TAG_TRIAL_NUMBER = "optuna_trial_number"
 TAG_REASON = "reason"
 TAG_SPEC_SUMMARY = "spec_summary"
+TAG_INITIAL_SPEC = "fsnas.initial_spec"  # a warm-start trial: the search.initial_specs entry
+# MLflow 3's UI opens experiments in its GenAI view unless told they hold model training.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# Status of a child run in the MLflow UI for each trial status.
+RUN_STATUS = {"complete": "FINISHED", "infeasible": "FINISHED", "pruned": "KILLED"}
 # Set last when a child run has all its params and metrics; a child without it (the server
 # went down half-way) is completed on the next attempt instead of being trusted.
 TAG_LOGGED = "fsnas.logged"
-TAG_INITIAL_SPEC = "fsnas.initial_spec"  # a warm-start trial: the search.initial_specs entry
 TAG_WEIGHTS = "fsnas.weights"  # the artifact path of a child's kept weights, once logged
 WEIGHTS_ARTIFACT_DIR = "weights"
 _PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # MLflow's own key: makes the UI show a tree
-# MLflow 3's UI opens experiments in its GenAI view unless told they hold model training.
-_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+_RUN_NAME_TAG = "mlflow.runName"  # MLflow keeps a run's name as this tag too
 
 # MLflow's limits (mlflow.utils.validation) on one log_batch call and on one value.
 _MAX_PARAMS_TAGS_PER_BATCH = 100
@@ -64,187 +73,11 @@ _MAX_TAG_VALUE_CHARS = 8000
 _MAX_KEY_CHARS = 250
 _KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_\-. /:]")
 
-# MLflow retries an HTTP request up to 7 times with exponential back-off (minutes in all); a
-# search must not stall that long per trial while a server is down, so the tracker lowers these
-# unless the user set them.
-_HTTP_ENV_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-# After a failure, queue trials for this long before trying the server again.
-_RETRY_AFTER_S = 30.0
-# At the end of a study, wait this long for a store that is down (a server restarting) before
-# leaving queued trials to a resumed run; FSNAS_MLFLOW_FINISH_WAIT_S overrides it.
-FINISH_WAIT_ENV = "FSNAS_MLFLOW_FINISH_WAIT_S"
-_FINISH_WAIT_S = 120.0
-_FINISH_POLL_S = 5.0
-
-# Status of a child run in the MLflow UI for each trial status.
-_RUN_STATUS = {
-    "complete": "FINISHED",
-    "infeasible": "FINISHED",
-    "pruned": "KILLED",
-}
+_RETRY_AFTER_S = 30.0  # after a failure, queue trials for this long before trying the server again
+_FINISH_POLL_S = 5.0  # while waiting at the end of a study for a store that is down
 
 
-class TrackingError(FsnasError):
-    """The MLflow tracking store cannot be used; the message names the URI and what to do."""
-
-
-# -- tracking URI ------------------------------------------------------------------------------
-def resolve_tracking_uri(cli_value: str | None) -> str:
-    """Return the tracking URI to use: ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else
-    ``sqlite:///<cwd>/mlflow.db`` (absolute, so runs started elsewhere find the same store)."""
-    if cli_value:
-        return cli_value
-    env_value = os.environ.get(TRACKING_URI_ENV, "").strip()
-    if env_value:
-        return env_value
-    return f"sqlite:///{(Path.cwd() / DEFAULT_TRACKING_URI_FILE).resolve()}"
-
-
-def check_tracking_reachable(uri: str, timeout_s: float = 10.0) -> None:
-    """Return when the tracking store at ``uri`` can be used; raise ``TrackingError`` otherwise.
-
-    For ``http(s)`` servers this is one request to ``/health`` (falling back to the REST API for
-    servers behind a proxy without it), bounded by ``timeout_s`` and without MLflow's retry
-    loop. For ``sqlite`` stores the folder of the database must exist and be writable.
-
-    Raises:
-        TrackingError: naming the URI, what failed, and how to start a server or fall back.
-    """
-    if uri.startswith(("http://", "https://")):
-        _check_http(uri.rstrip("/"), timeout_s)
-    elif uri_is_sqlite(uri):
-        folder = _sqlite_path(uri).resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise TrackingError(
-                f"MLflow tracking store {uri}: folder {folder} does not exist or is not writable"
-            )
-
-
-def _check_http(base: str, timeout_s: float) -> None:
-    hint = (
-        "; start it with `mlflow server --backend-store-uri sqlite:///mlflow.db --host "
-        "127.0.0.1 --port <port>` or pass --tracking-uri sqlite:///mlflow.db"
-    )
-    deadline = time.monotonic() + timeout_s
-    for path in ("/health", "/api/2.0/mlflow/experiments/search?max_results=1"):
-        remaining = max(0.5, deadline - time.monotonic())
-        try:
-            with urllib.request.urlopen(base + path, timeout=remaining) as response:
-                if 200 <= response.status < 300:
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404 and path == "/health":
-                continue  # a proxy that only forwards the API; ask the API itself
-            raise TrackingError(
-                f"MLflow tracking server {base} answered HTTP {exc.code} to {path}{hint}"
-            ) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TrackingError(
-                f"MLflow tracking server {base} is unreachable: {reason}{hint}"
-            ) from None
-    raise TrackingError(
-        f"MLflow tracking server {base} does not answer like an MLflow server{hint}"
-    )
-
-
-def artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
-    """Return where a new experiment keeps its artifacts: beside the database for ``sqlite``.
-
-    MLflow's own default is ``./mlruns`` in whatever folder the process started in, which
-    scatters artifacts when runs start from different folders; a server decides for itself
-    (``None``).
-    """
-    if not uri_is_sqlite(tracking_uri):
-        return None
-    folder = (
-        _sqlite_path(tracking_uri).parent
-        / "mlruns"
-        / re.sub(r"[^A-Za-z0-9_.-]", "_", experiment_name)
-    )
-    return folder.resolve().as_uri()
-
-
-def uri_is_sqlite(uri: str) -> bool:
-    """Return True for ``sqlite:///`` tracking URIs (a local database file)."""
-    return uri.startswith("sqlite:///")
-
-
-def _sqlite_path(uri: str) -> Path:
-    return Path(uri[len("sqlite:///") :] or DEFAULT_TRACKING_URI_FILE)
-
-
-def _finish_wait_s() -> float:
-    """Return the end-of-study wait for a store that is down: $FSNAS_MLFLOW_FINISH_WAIT_S or 120."""
-    text = os.environ.get(FINISH_WAIT_ENV, "").strip()
-    if not text:
-        return _FINISH_WAIT_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise TrackingError(f"${FINISH_WAIT_ENV}: expected seconds, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise TrackingError(f"${FINISH_WAIT_ENV}: expected seconds >= 0, got {text!r}")
-    return value
-
-
-@contextlib.contextmanager
-def _store_setup_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive lock beside a SQLite store (``<db>.lock``) while it is set up.
-
-    MLflow creates or migrates a store's tables on first use; two processes doing that at once
-    (two searches started together on one store) break each other's migration. Servers and
-    platforms without ``fcntl`` go unlocked.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        fcntl = None  # type: ignore[assignment]
-    if not uri_is_sqlite(uri) or fcntl is None:
-        yield
-        return
-    db_path = _sqlite_path(uri).resolve()
-    with open(db_path.with_name(db_path.name + ".lock"), "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def open_client(uri: str) -> Any:
-    """Return an ``MlflowClient`` whose store is set up (tables created or migrated).
-
-    Raises:
-        TrackingError: the store cannot be opened; names the URI and the cause.
-    """
-    from mlflow import MlflowClient
-
-    try:
-        with _store_setup_lock(uri):
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)  # a SQLite store sets itself up here
-    except TrackingError:
-        raise
-    except Exception as exc:  # MLflow, SQLAlchemy and alembic errors alike: say which store
-        message = getattr(exc, "message", None) or str(exc)
-        raise TrackingError(
-            f"MLflow tracking store {uri}: cannot open it ({type(exc).__name__}: "
-            f"{message.splitlines()[0][:300] if message else ''})"
-        ) from None
-    return client
-
-
-def _lower_http_retries() -> None:
-    for name, value in _HTTP_ENV_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-
-
-# -- flattening and provenance -------------------------------------------------------------------
+# -- what one trial's run holds -------------------------------------------------------------------
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Return ``data`` as ``{"a.b.0.c": "value"}`` strings, the shape MLflow params take.
 
@@ -276,53 +109,12 @@ def _param_text(value: Any) -> str:
     return str(value)
 
 
-def _key(name: str) -> str:
+def mlflow_key(name: str) -> str:
+    """Return ``name`` as an MLflow metric/param/tag key: characters MLflow refuses become
+    ``_`` (``[^A-Za-z0-9_\\-. /:]``), cut to MLflow's 250-character key limit."""
     return _KEY_BAD_CHARS.sub("_", name)[:_MAX_KEY_CHARS]
 
 
-def fsnas_version() -> str:
-    """Return the installed fsnas version, or ``"unknown"`` when it is not installed."""
-    try:
-        return metadata.version("fsnas")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def git_commit(folder: Path | None = None) -> str:
-    """Return the git commit of the fsnas source tree (``+dirty`` if edited), or ``"unknown"``."""
-    where = folder or Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head}+dirty" if dirty else head
-
-
-def describe_device() -> str:
-    """Return the name of the device the driver sees: the first CUDA GPU's name, or ``cpu``."""
-    try:
-        import torch
-    except ImportError:
-        return "unknown"
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return "cpu"
-
-
-# -- what one trial becomes in MLflow ------------------------------------------------------------
 def trial_params(record: TrialRecord) -> dict[str, str]:
     """Return the params of a trial's run: the flattened spec (``spec.*``) and train config."""
     params = flatten(record.spec, "spec.")
@@ -362,25 +154,158 @@ def trial_metrics(record: TrialRecord, timestamp_ms: int) -> list[Any]:
         step = int(epoch.get("epoch", i + 1))
         last_step = max(last_step, step)
         for key, value in epoch.items():
-            if key != "epoch" and _finite(value):
-                metrics.append(Metric(_key(key), float(value), timestamp_ms, step))
+            if key != "epoch" and finite(value):
+                metrics.append(Metric(mlflow_key(key), float(value), timestamp_ms, step))
     final: dict[str, float] = {}
     for source in (record.metrics, record.objectives, record.costs):
         for key, value in source.items():
-            if _finite(value):
-                final[_key(key)] = float(value)
+            if finite(value):
+                final[mlflow_key(key)] = float(value)
     final["trial_seconds"] = float(record.seconds)
     metrics.extend(Metric(k, v, timestamp_ms + 1, last_step) for k, v in final.items())
     return metrics
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
+    """Return True for an int or float (not a bool) that is neither NaN nor infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def log_metric_batches(client: Any, run_id: str, metrics: Sequence[Any]) -> None:
+    """Log MLflow ``Metric``s on a run in as few ``log_batch`` calls as MLflow allows."""
+    for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + _MAX_METRICS_PER_BATCH])
+
+
+def run_tags(tags: Mapping[str, str]) -> list[Any]:
+    """Return MLflow ``RunTag``s of ``tags``: keys cleaned (``mlflow_key``), values cut to size."""
+    from mlflow.entities import RunTag
+
+    return [RunTag(mlflow_key(k), str(v)[:_MAX_TAG_VALUE_CHARS]) for k, v in tags.items()]
+
+
+def _param_entities(
+    params: Mapping[str, str], existing: Mapping[str, str]
+) -> tuple[list[Any], dict[str, str]]:
+    """Return the params not yet on a run, and ``param_changed.<key>`` tags for changed ones
+    (a resumed study with another config: MLflow params cannot be overwritten)."""
+    from mlflow.entities import Param
+
+    new = []
+    changed: dict[str, str] = {}
+    for key, value in params.items():
+        k, v = mlflow_key(key), value[:_MAX_PARAM_VALUE_CHARS]
+        if k not in existing:
+            new.append(Param(k, v))
+        elif existing[k] != v:
+            changed[f"param_changed.{k}"] = v
+    return new, changed
+
+
+def log_params(
+    client: Any, run_id: str, params: Mapping[str, str], existing: Mapping[str, str]
+) -> None:
+    """Log the ``params`` a run does not have yet; changed ones become ``param_changed.*`` tags."""
+    new, changed = _param_entities(params, existing)
+    _log_batches(client, run_id, new, [], run_tags(changed))
+
+
+def write_run_contents(
+    client: Any,
+    run_id: str,
+    record: TrialRecord,
+    existing_params: Mapping[str, str],
+    tags: Mapping[str, str],
+) -> None:
+    """Log a trial's ``spec.json``, then its params, metrics and ``tags`` in as few calls as
+    MLflow's batch limits allow (one for a typical trial); ``tags`` land in the last call."""
+    if record.spec:
+        client.log_dict(run_id, record.spec, "spec.json")
+    params, changed = _param_entities(trial_params(record), existing_params)
+    metrics = trial_metrics(record, int(time.time() * 1000))
+    _log_batches(client, run_id, params, metrics, run_tags({**changed, **tags}))
+
+
+def _log_batches(
+    client: Any, run_id: str, params: Sequence[Any], metrics: Sequence[Any], tags: Sequence[Any]
+) -> None:
+    # each call: <= 100 params, <= 100 tags, <= 1000 entities in all
+    metrics_per_call = _MAX_METRICS_PER_BATCH - 2 * _MAX_PARAMS_TAGS_PER_BATCH
+    calls = max(
+        1,
+        math.ceil(len(params) / _MAX_PARAMS_TAGS_PER_BATCH),
+        math.ceil(len(metrics) / metrics_per_call),
+        math.ceil(len(tags) / _MAX_PARAMS_TAGS_PER_BATCH),
+    )
+    p, m, t = _MAX_PARAMS_TAGS_PER_BATCH, metrics_per_call, _MAX_PARAMS_TAGS_PER_BATCH
+    for i in range(calls):
+        # tags fill the last calls, so a marker tag arrives only with the data before it
+        j = i - (calls - math.ceil(len(tags) / t)) if tags else -1
+        client.log_batch(
+            run_id,
+            params=params[i * p : (i + 1) * p],
+            metrics=metrics[i * m : (i + 1) * m],
+            tags=tags[j * t : (j + 1) * t] if j >= 0 else [],
+        )
+
+
+def log_single_run(
+    tracking_uri: str,
+    experiment_name: str,
+    record: TrialRecord,
+    config: Mapping[str, Any] | None = None,
+    run_name: str | None = None,
+    artifacts: Iterable[Path] = (),
+    device: str | None = None,
+) -> str:
+    """Log one ``fsnas train`` run with a trial's params, metrics and tags; return its id.
+
+    Raises:
+        TrackingError: the store is unreachable or refuses the run.
+    """
+    check_tracking_reachable(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    client = open_client(tracking_uri)
+    try:
+        experiment = client.get_experiment_by_name(experiment_name)
+        experiment_id = (
+            str(
+                client.create_experiment(
+                    experiment_name,
+                    artifact_location=artifact_location(tracking_uri, experiment_name),
+                    tags=EXPERIMENT_TAGS,
+                )
+            )
+            if experiment is None
+            else str(experiment.experiment_id)
+        )
+        tags = {
+            TAG_STUDY: experiment_name,
+            TAG_ROLE: "train",
+            TAG_KIND: "train",
+            TAG_VERSION: fsnas_version(),
+            TAG_GIT_COMMIT: git_commit(),
+            **trial_tags(record),
+        }
+        if device is not None or not record.device:
+            tags[TAG_DEVICE] = device if device is not None else describe_device()
+        run = client.create_run(
+            experiment_id, run_name=run_name or record.spec_summary[:200] or None, tags=tags
+        )
+        run_id = str(run.info.run_id)
+        params = flatten(config or {}, "config.")
+        params.update(trial_params(record))
+        if record.spec:
+            client.log_dict(run_id, record.spec, "spec.json")
+        new_params, _ = _param_entities(params, {})
+        _log_batches(client, run_id, new_params, trial_metrics(record, int(time.time() * 1000)), [])
+        for path in artifacts:
+            client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, status=RUN_STATUS.get(record.status, "FAILED"))
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow tracking store {tracking_uri}: {exc.message}") from None
+    return run_id
 
 
 # -- the study tracker ----------------------------------------------------------------------------
@@ -412,7 +337,7 @@ class StudyTracker:
         finish_wait_s: float | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
-        self.finish_wait_s = _finish_wait_s() if finish_wait_s is None else finish_wait_s
+        self.finish_wait_s = default_finish_wait_s() if finish_wait_s is None else finish_wait_s
         self.study_name = study_name
         self.config = dict(config)
         self.kind = kind
@@ -425,6 +350,8 @@ class StudyTracker:
         self._children: dict[int, str] = {}  # trial number -> run id
         self._child_tags: dict[int, dict[str, str]] = {}  # last tags known to be logged
         self._pending: dict[int, TrialRecord] = {}  # trials not (fully) logged yet
+        # run name and extra tags a caller gave for a trial's child, written with every attempt
+        self._child_extras: dict[int, tuple[str | None, dict[str, str]]] = {}
         self._logged_since_refresh = 0
         self._refresh_pending = False
         self._retry_at = 0.0
@@ -441,7 +368,7 @@ class StudyTracker:
         """
         check_tracking_reachable(self.tracking_uri)
         if self.tracking_uri.startswith(("http://", "https://")):
-            _lower_http_retries()
+            lower_http_retries()
         from mlflow.exceptions import MlflowException
 
         self._client = open_client(self.tracking_uri)
@@ -450,9 +377,7 @@ class StudyTracker:
             parent = self._find_parent()
             if parent is None:
                 run = self._client.create_run(
-                    self.experiment_id,
-                    run_name=self.study_name,
-                    tags=self._parent_tags(),
+                    self.experiment_id, run_name=self.study_name, tags=self._parent_tags()
                 )
                 self.parent_run_id = run.info.run_id
                 self._log_params(self.parent_run_id, flatten(self.config), {})
@@ -462,7 +387,7 @@ class StudyTracker:
                 self._client.update_run(self.parent_run_id, status="RUNNING")
                 self._client.log_batch(
                     self.parent_run_id,
-                    tags=_run_tags({**self._parent_tags(), "fsnas.resumed": "true"}),
+                    tags=run_tags({**self._parent_tags(), "fsnas.resumed": "true"}),
                 )
                 self._log_params(self.parent_run_id, flatten(self.config), parent.data.params)
                 self._load_children()
@@ -473,12 +398,25 @@ class StudyTracker:
         assert self.parent_run_id is not None
         return self.parent_run_id
 
-    def log_trial(self, record: TrialRecord) -> bool:
+    def log_trial(
+        self,
+        record: TrialRecord,
+        *,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> bool:
         """Log (or update) the child run of one finished trial; return True if it is stored.
 
+        ``run_name`` names the child (default ``trial-<number>``) and ``tags`` are added to the
+        trial's own tags (which win on a clash); both are kept for the trial number, so a retry,
+        a backfill or a later re-tag writes them too, and a later call without them keeps them.
         On a tracking failure the trial is queued and retried on later calls and at ``finish``;
         a warning is issued once. The search never sees the exception.
         """
+        if run_name is not None or tags:
+            name, extra = self._child_extras.get(record.number, (None, {}))
+            extra = {**extra, **{mlflow_key(k): str(v) for k, v in (tags or {}).items()}}
+            self._child_extras[record.number] = (run_name if run_name is not None else name, extra)
         self._pending[record.number] = record
         self._logged_since_refresh += 1
         return self._flush()
@@ -527,6 +465,30 @@ class StudyTracker:
                 self._refresh_pending = True
                 return False
         self._refresh_pending = False
+        return True
+
+    def log_parent(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> bool:
+        """Log ``metrics`` (at step 0) and ``tags`` on the parent run; True if stored.
+
+        Keys are cleaned with ``mlflow_key``; non-finite metric values are dropped. Metrics go in
+        batches of MLflow's limit, then the tags in one call. A store failure is a warning (once,
+        like every tracking failure) and returns False; it never raises.
+        """
+        if self._client is None or self.parent_run_id is None:  # not started
+            return False
+        from mlflow.entities import Metric
+
+        now_ms = int(time.time() * 1000)
+        entities = [
+            Metric(mlflow_key(k), float(v), now_ms, 0) for k, v in metrics.items() if finite(v)
+        ]
+        try:
+            log_metric_batches(self._client, self.parent_run_id, entities)
+            if tags:
+                self._client.log_batch(self.parent_run_id, tags=run_tags(tags))
+        except Exception as exc:
+            self._failed(exc)
+            return False
         return True
 
     def log_artifacts(self, paths: Iterable[Path], artifact_path: str | None = None) -> bool:
@@ -673,7 +635,8 @@ class StudyTracker:
             )
 
     def _write_trial(self, record: TrialRecord) -> None:
-        tags = trial_tags(record)
+        run_name, extra = self._child_extras.get(record.number, (None, {}))
+        tags = {**extra, **trial_tags(record)}
         run_id = self._children.get(record.number)
         if run_id is None and self._warned:
             # after an outage, a create_run may have reached the store while its answer did
@@ -683,13 +646,17 @@ class StudyTracker:
         if run_id is not None and known.get(TAG_LOGGED) == "true":
             changed = {k: v for k, v in tags.items() if known.get(k) != v}
             if changed:
-                self._client.log_batch(run_id, tags=_run_tags(changed))
-                self._child_tags[record.number] = {**known, **changed}
+                self._client.log_batch(run_id, tags=run_tags(changed))
+                known = self._child_tags[record.number] = {**known, **changed}
+            if run_name is not None and known.get(_RUN_NAME_TAG) != run_name:
+                self._client.update_run(run_id, name=run_name)
+                self._child_tags[record.number] = {**known, _RUN_NAME_TAG: run_name}
             return
         if run_id is None:
+            name = run_name or f"trial-{record.number}"
             run = self._client.create_run(
                 self.experiment_id,
-                run_name=f"trial-{record.number}",
+                run_name=name,
                 tags={
                     _PARENT_RUN_ID_TAG: self.parent_run_id,
                     TAG_STUDY: self.study_name,
@@ -702,15 +669,22 @@ class StudyTracker:
             self._children[record.number] = run_id
             existing_params: Mapping[str, str] = {}
         else:  # created before but not completed: fill in what is missing
-            existing_params = self._client.get_run(run_id).data.params
+            existing = self._client.get_run(run_id)
+            existing_params = existing.data.params
+            name = existing.info.run_name
+            if run_name is not None and name != run_name:
+                self._client.update_run(run_id, name=run_name)
+                name = run_name
         write_run_contents(
             self._client, run_id, record, existing_params, {**tags, TAG_LOGGED: "true"}
         )
-        self._client.set_terminated(run_id, status=_RUN_STATUS.get(record.status, "FAILED"))
-        self._child_tags[record.number] = {**tags, TAG_LOGGED: "true"}
+        self._client.set_terminated(run_id, status=RUN_STATUS.get(record.status, "FAILED"))
+        self._child_tags[record.number] = {**tags, TAG_LOGGED: "true", _RUN_NAME_TAG: name}
 
     def _log_study_metrics(self, records: Sequence[TrialRecord], summary: StudySummary) -> None:
         from mlflow.entities import Metric
+
+        assert self.parent_run_id is not None  # refresh() logs only once started
 
         now_ms = int(time.time() * 1000)
         n_complete = sum(r.status == "complete" for r in records)
@@ -724,10 +698,9 @@ class StudyTracker:
         metrics += [
             Metric("hypervolume", hv, now_ms, n)
             for n, hv in summary.hypervolume_history
-            if _finite(hv)
+            if finite(hv)
         ]
-        for chunk in _chunks(metrics, _MAX_METRICS_PER_BATCH):
-            self._client.log_batch(self.parent_run_id, metrics=chunk)
+        log_metric_batches(self._client, self.parent_run_id, metrics)
         if summary.knee_number is not None:
             self._client.set_tag(self.parent_run_id, "knee_trial_number", str(summary.knee_number))
 
@@ -738,7 +711,7 @@ class StudyTracker:
                 self._client.create_experiment(
                     self.study_name,
                     artifact_location=artifact_location(self.tracking_uri, self.study_name),
-                    tags=_EXPERIMENT_TAGS,
+                    tags=EXPERIMENT_TAGS,
                 )
             )
         if experiment.lifecycle_stage == "deleted":
@@ -808,7 +781,7 @@ class StudyTracker:
     def _log_params(
         self, run_id: str, params: Mapping[str, str], existing: Mapping[str, str]
     ) -> None:
-        _log_params(self._client, run_id, params, existing)
+        log_params(self._client, run_id, params, existing)
 
 
 # MLflow error codes that mean "the server answered and refuses this request".
@@ -825,132 +798,3 @@ def _is_rejection(exc: Exception) -> bool:
 
 def _quote(text: str) -> str:
     return text.replace("'", "\\'")
-
-
-def _run_tags(tags: Mapping[str, str]) -> list[Any]:
-    from mlflow.entities import RunTag
-
-    return [RunTag(_key(k), str(v)[:_MAX_TAG_VALUE_CHARS]) for k, v in tags.items()]
-
-
-def _param_entities(
-    params: Mapping[str, str], existing: Mapping[str, str]
-) -> tuple[list[Any], dict[str, str]]:
-    """Return the params not yet on a run, and ``param_changed.<key>`` tags for changed ones
-    (a resumed study with another config: MLflow params cannot be overwritten)."""
-    from mlflow.entities import Param
-
-    new = []
-    changed: dict[str, str] = {}
-    for key, value in params.items():
-        k, v = _key(key), value[:_MAX_PARAM_VALUE_CHARS]
-        if k not in existing:
-            new.append(Param(k, v))
-        elif existing[k] != v:
-            changed[f"param_changed.{k}"] = v
-    return new, changed
-
-
-def _log_params(
-    client: Any, run_id: str, params: Mapping[str, str], existing: Mapping[str, str]
-) -> None:
-    new, changed = _param_entities(params, existing)
-    _log_batches(client, run_id, new, [], _run_tags(changed))
-
-
-def write_run_contents(
-    client: Any,
-    run_id: str,
-    record: TrialRecord,
-    existing_params: Mapping[str, str],
-    tags: Mapping[str, str],
-) -> None:
-    """Log a trial's ``spec.json``, then its params, metrics and ``tags`` in as few calls as
-    MLflow's batch limits allow (one for a typical trial); ``tags`` land in the last call."""
-    if record.spec:
-        client.log_dict(run_id, record.spec, "spec.json")
-    params, changed = _param_entities(trial_params(record), existing_params)
-    metrics = trial_metrics(record, int(time.time() * 1000))
-    _log_batches(client, run_id, params, metrics, _run_tags({**changed, **tags}))
-
-
-def _log_batches(
-    client: Any, run_id: str, params: Sequence[Any], metrics: Sequence[Any], tags: Sequence[Any]
-) -> None:
-    # each call: <= 100 params, <= 100 tags, <= 1000 entities in all
-    metrics_per_call = _MAX_METRICS_PER_BATCH - 2 * _MAX_PARAMS_TAGS_PER_BATCH
-    calls = max(
-        1,
-        math.ceil(len(params) / _MAX_PARAMS_TAGS_PER_BATCH),
-        math.ceil(len(metrics) / metrics_per_call),
-        math.ceil(len(tags) / _MAX_PARAMS_TAGS_PER_BATCH),
-    )
-    p, m, t = _MAX_PARAMS_TAGS_PER_BATCH, metrics_per_call, _MAX_PARAMS_TAGS_PER_BATCH
-    for i in range(calls):
-        # tags fill the last calls, so a marker tag arrives only with the data before it
-        j = i - (calls - math.ceil(len(tags) / t)) if tags else -1
-        client.log_batch(
-            run_id,
-            params=params[i * p : (i + 1) * p],
-            metrics=metrics[i * m : (i + 1) * m],
-            tags=tags[j * t : (j + 1) * t] if j >= 0 else [],
-        )
-
-
-def log_single_run(
-    tracking_uri: str,
-    experiment_name: str,
-    record: TrialRecord,
-    config: Mapping[str, Any] | None = None,
-    run_name: str | None = None,
-    artifacts: Iterable[Path] = (),
-    device: str | None = None,
-) -> str:
-    """Log one ``fsnas train`` run with a trial's params, metrics and tags; return its id.
-
-    Raises:
-        TrackingError: the store is unreachable or refuses the run.
-    """
-    check_tracking_reachable(tracking_uri)
-    from mlflow.exceptions import MlflowException
-
-    client = open_client(tracking_uri)
-    try:
-        experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = (
-            str(
-                client.create_experiment(
-                    experiment_name,
-                    artifact_location=artifact_location(tracking_uri, experiment_name),
-                    tags=_EXPERIMENT_TAGS,
-                )
-            )
-            if experiment is None
-            else str(experiment.experiment_id)
-        )
-        tags = {
-            TAG_STUDY: experiment_name,
-            TAG_ROLE: "train",
-            TAG_KIND: "train",
-            TAG_VERSION: fsnas_version(),
-            TAG_GIT_COMMIT: git_commit(),
-            **trial_tags(record),
-        }
-        if device is not None or not record.device:
-            tags[TAG_DEVICE] = device if device is not None else describe_device()
-        run = client.create_run(
-            experiment_id, run_name=run_name or record.spec_summary[:200] or None, tags=tags
-        )
-        run_id = str(run.info.run_id)
-        params = flatten(config or {}, "config.")
-        params.update(trial_params(record))
-        if record.spec:
-            client.log_dict(run_id, record.spec, "spec.json")
-        new_params, _ = _param_entities(params, {})
-        _log_batches(client, run_id, new_params, trial_metrics(record, int(time.time() * 1000)), [])
-        for path in artifacts:
-            client.log_artifact(run_id, str(path))
-        client.set_terminated(run_id, status=_RUN_STATUS.get(record.status, "FAILED"))
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow tracking store {tracking_uri}: {exc.message}") from None
-    return run_id

@@ -29,7 +29,7 @@ from search_spaces.errors import FsnasError
 from search_spaces.spec import ArchSpec
 from trainers.audio import read_audio
 from trainers.features import waveform_to_features
-from trainers.featureset import FeatureConfig, Task
+from trainers.featureset import TASKS, FeatureConfig, Task
 
 SPEC_FILE: Final = "spec.json"
 WEIGHTS_FILE: Final = "model.safetensors"
@@ -54,7 +54,6 @@ HASHED_FILES: Final[dict[str, str]] = {
 ONNX_INPUT_NAME: Final = "logmel"
 ONNX_OUTPUT_NAME: Final = "logits"
 
-TASKS: Final = ("single_label", "multi_label")
 
 # A JSON file of a bundle is a few KB; refusing huge ones keeps a hostile bundle from exhausting
 # memory before its hash is even checked.

@@ -22,6 +22,7 @@ import yaml
 from dashboards.records import Objective
 from search_spaces.errors import FsnasError
 from trainers.featureset import FeatureConfig
+from trainers.metrics import PRIMARY_METRIC
 from trainers.result import TrainConfig
 
 Sampler = Literal["nsga2", "tpe", "gp", "random", "grid"]
@@ -46,7 +47,8 @@ OBJECTIVES: dict[str, tuple[Literal["maximize", "minimize"], str]] = {
     "latency_ms": ("minimize", "batch-1 latency (ms)"),
     "infer_vram_mb": ("minimize", "peak inference VRAM (MB)"),
 }
-TASK_METRICS: dict[str, str] = {"single_label": "val_accuracy", "multi_label": "val_roc_auc"}
+# the validation metric a task is judged by: trainers.metrics.PRIMARY_METRIC on the valid split
+TASK_METRICS: dict[str, str] = {task: f"val_{name}" for task, name in PRIMARY_METRIC.items()}
 
 
 class ConfigError(FsnasError, ValueError):

@@ -445,34 +445,20 @@ def select_trial(study: str, rule: str, storage: str | None = None) -> StudySele
         ExportError: the study does not exist in the storage or stores no config/records.
         SelectionError: the rule is malformed or no trial satisfies it.
     """
-    import optuna
+    from nas.study import SearchError, read_study
 
-    from nas.search import load_records, open_storage
-
-    url = storage or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        raise ExportError(f"study {study!r}: storage {url} does not exist (no search ran there)")
-    rdb = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        loaded = optuna.load_study(study_name=study, storage=rdb)
-    except KeyError:
-        names = sorted(optuna.get_all_study_names(rdb))
+        stored = read_study(study, storage or DEFAULT_STORAGE)
+    except SearchError as exc:
+        raise ExportError(str(exc)) from None
+    url = stored.storage
+    if not stored.config:
         raise ExportError(
-            f"study {study!r} not found in {url}; studies there: {names or 'none'}"
-        ) from None
-    attrs = loaded.user_attrs
-    if not isinstance(attrs.get("config"), dict) or not isinstance(attrs.get("objectives"), list):
-        raise ExportError(
-            f"study {study!r} in {url} has no fsnas config/objectives (not made by fsnas search?)"
+            f"study {study!r} in {url} has no fsnas config (not made by fsnas search?)"
         )
-    config = config_from_dict(attrs["config"], where=f"study {study!r} config")
-    labels = attrs.get("objective_labels") or [""] * len(attrs["objectives"])
-    objectives = [
-        Objective(str(name), direction.name.lower(), str(label))  # type: ignore[arg-type]
-        for name, direction, label in zip(attrs["objectives"], loaded.directions, labels)
-    ]
-    records = load_records(loaded)
+    config = config_from_dict(stored.config, where=f"study {study!r} config")
+    objectives = stored.objectives
+    records = stored.records
     if not records:
         raise ExportError(f"study {study!r} in {url} has no finished trial yet")
     record = select(records, rule, objectives)
@@ -552,38 +538,22 @@ def register_bundle(
 
     The run goes to the experiment ``experiment`` (the study's), tagged ``fsnas.role=export``;
     the registered version's source is the run's ``bundle`` artifact folder and ``alias``
-    (default "champion") points at it.
+    (default "champion") points at it. The MLflow side is ``dashboards.registry.register_model``.
 
     Raises:
         Exception: whatever MLflow raises; the caller turns it into a warning.
     """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from dashboards.registry import register_model
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = client.create_experiment(experiment) if found is None else found.experiment_id
-    run_tags = {"fsnas.role": "export", "fsnas.study": experiment, **dict(tags or {})}
-    run = client.create_run(str(experiment_id), run_name=f"export {name}", tags=run_tags)
-    run_id = run.info.run_id
-    try:
-        for key, value in (metrics or {}).items():
-            if isinstance(value, (int, float)) and math.isfinite(float(value)):
-                client.log_metric(run_id, key, float(value))
-        client.log_artifacts(run_id, str(bundle_dir), artifact_path="bundle")
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id)
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="fsnas exported spectrogram CNN")
-    version = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/bundle", run_id=run_id, tags=run_tags
+    return register_model(
+        tracking_uri,
+        bundle_dir,
+        name=name,
+        experiment=experiment,
+        alias=alias,
+        tags=tags,
+        metrics=metrics,
     )
-    client.set_registered_model_alias(name, alias, version.version)
-    return f"{name} v{version.version} (alias {alias})"
 
 
 # -- the whole of `fsnas export --study` --------------------------------------------------------
@@ -755,7 +725,7 @@ def export_from_study(
     )
     uri = tracking_uri or config.tracking_uri
     if uri != "none":
-        from dashboards.tracking import resolve_tracking_uri
+        from dashboards.mlflow_store import resolve_tracking_uri
 
         resolved = resolve_tracking_uri(uri)
         name = register_name or f"{study}-model"

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from dashboards.records import Objective, TrialRecord
+from dashboards.records import Objective, TrialRecord, best_record
 from search_spaces.errors import FsnasError
 
 Point = Sequence[float]
@@ -252,8 +252,9 @@ def select(
 ) -> TrialRecord:
     """Return the record a selection rule picks.
 
-    Rules: ``knee`` (knee of the front), ``best`` (best first objective among complete trials),
-    ``max-metric-under-vram=MB`` (best first objective whose ``train_vram_mb`` <= MB),
+    Rules: ``knee`` (knee of the front), ``best`` (``dashboards.records.best_record``: best
+    first objective among complete trials, ties to the lower VRAM, then the lower number),
+    ``max-metric-under-vram=MB`` (the same among those whose ``train_vram_mb`` <= MB),
     ``trial=N`` (Optuna trial number N, any status).
 
     Raises:
@@ -269,19 +270,14 @@ def select(
     cands = [records[i] for i in front_candidates(records, objectives)]
     if not cands:
         raise SelectionError(f"selection rule {rule!r}: the study has no complete trial")
-    first = objectives[0]
-    sign = -1.0 if first.direction == "maximize" else 1.0
-
-    def rank(r: TrialRecord) -> tuple[float, float, int]:
-        vram = r.costs.get("train_vram_mb", r.objectives.get("train_vram_mb"))
-        return (sign * float(r.objectives[first.name]), float(vram or 0.0), r.number)
-
     if rule == "knee":
         knee = knee_record(records, objectives)
         assert knee is not None  # cands is not empty
         return knee
     if rule == "best":
-        return min(cands, key=rank)
+        best = best_record(cands, objectives)
+        assert best is not None  # cands is not empty
+        return best
     if match := _UNDER_VRAM.match(rule):
         budget_mb = float(match.group(1))
         under = [
@@ -294,7 +290,9 @@ def select(
             raise SelectionError(
                 f"selection rule {rule!r}: no complete trial has train_vram_mb <= {budget_mb:g}"
             )
-        return min(under, key=rank)
+        best = best_record(under, objectives)
+        assert best is not None  # under is not empty
+        return best
     raise SelectionError(f"unknown selection rule {rule!r}; use one of {list(SELECTION_RULES)}")
 
 

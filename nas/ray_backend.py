@@ -1,13 +1,14 @@
 """Everything Ray-specific: cluster connection, Tuner, OptunaSearch, resources, the scheduler.
 
-The driver (``nas.search``) calls ``run``; nothing else in fsnas imports Ray. The pieces:
+The driver (``nas.search``) calls ``run``; nothing else in fsnas imports Ray. This module uses
+``nas.trial`` (the trial function, run in the workers) and ``nas.study`` (the Optuna study:
+what to tell it, repeats, weight names) and never the driver. The pieces:
 
 * ``init_ray``: local Ray (``num_cpus``, no dashboard, quiet) or ``address=`` to join a cluster.
 * ``FsnasOptunaSearch``: OptunaSearch over the define-by-run space with RDB storage. It overrides
-  ``on_trial_complete`` to store the trial's ``TrialRecord`` (and the VRAM constraint the
-  sampler's ``constraints_func`` reads) as user attributes *before* ``tell``, and to tell Optuna
-  the truth: a trial the scheduler stopped early is PRUNED (plain OptunaSearch would tell it
-  COMPLETE with its partial values), a failed one FAIL.
+  ``on_trial_complete`` to build the trial's ``TrialRecord`` and tell Optuna the truth through
+  ``nas.study.tell_record``: a trial the scheduler stopped early is PRUNED (plain OptunaSearch
+  would tell it COMPLETE with its partial values), a failed one FAIL.
 * ``ParetoAshaScheduler``: MO-ASHA-like early stopping on (metric so far, the costs known
   before training).
 * ``WeightStore``: an actor on the driver's node that receives each complete trial's
@@ -44,25 +45,28 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, parse_gpus_per_trial
-from nas.search import (
-    CONSTRAINT_ATTR,
-    FINAL_KEY,
+from nas.study import (
+    GPU_SHARE_ATTR,
     INITIAL_SPEC_ATTR,
+    INTERRUPTED_ATTR,
     MAX_REDRAWS,
-    NATIVE_CONSTRAINTS,
-    RECORD_ATTR,
-    STATUS_ATTR,
+    NODE_ATTR,
     WEIGHTS_SUFFIX,
-    Progress,
     RepeatGuard,
     SearchError,
+    tell_record,
+    weights_filename,
+)
+from nas.trial import (
+    FINAL_KEY,
+    STATUS_KEY,
     TrialSettings,
     estimate_train_vram_mb,
     feature_bytes,
     gpu_share,
     record_from_result,
     run_trial,
-    weights_filename,
+    spec_record,
 )
 from search_spaces.spec import ArchSpec
 from trainers.checkpoint import CHECKPOINT_FILENAME
@@ -71,11 +75,8 @@ from trainers.featureset import FeatureSet
 # Workers must not chdir into trial folders (relative paths in configs stay valid) and the
 # driver prints its own progress line instead of Tune's tables.
 _WORKER_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
-NODE_ATTR = "ray_node_id"
-# (config, data, settings, report, device) -> final report; nas.search.run_trial is one
+# (config, data, settings, report, device) -> final report; nas.trial.run_trial is one
 TrialFunction = Callable[..., dict[str, Any]]
-GPU_SHARE_ATTR = "gpu_share"
-INTERRUPTED_ATTR = "fsnas_interrupted"  # no outcome: not counted, asked again on resume
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> bool:
@@ -176,7 +177,7 @@ def _train_in_worker(
             settings = dataclasses.replace(settings, checkpoint_dir=folder)
         final = _train_on_device(trial_fn, config, data, settings)
         weights = Path(folder) / CHECKPOINT_FILENAME if folder is not None else None
-        if weights is not None and final.get(STATUS_ATTR) == "complete" and weights.is_file():
+        if weights is not None and final.get(STATUS_KEY) == "complete" and weights.is_file():
             # before the final report, so the driver finds the file when it records the trial
             ray.get(store.put.remote(tune.get_context().get_trial_id(), weights.read_bytes()))
     finally:
@@ -286,14 +287,8 @@ def build_record(
             if kept is not None:
                 record.costs[CHECKPOINT_KEY] = kept
         return record
-    spec_dict = ledger.configs.get(trial_id, {}).get("spec", {})
-    record = TrialRecord(
-        number=number, status="failed", spec=dict(spec_dict), ray_trial_id=trial_id
-    )
-    try:
-        record.spec_summary = ArchSpec.from_dict(spec_dict).summary()
-    except Exception:
-        record.spec_summary = ""
+    record = spec_record(number, ledger.configs.get(trial_id, {}).get("spec", {}))
+    record.ray_trial_id = trial_id
     if result:
         if metric in result:
             record.metrics[f"{metric}_at_stop"] = float(result[metric])
@@ -358,46 +353,14 @@ class FsnasOptunaSearch(OptunaSearch):
                 self.repeats.finished(trial_id, ot_trial, None, None)
             return
         record.initial_spec = str(ot_trial.user_attrs.get(INITIAL_SPEC_ATTR, ""))
-        ot_trial.set_user_attr(RECORD_ATTR, record.to_dict())
-        ot_trial.set_user_attr(STATUS_ATTR, record.status)
         if result is not None and NODE_ATTR in result:
             ot_trial.set_user_attr(NODE_ATTR, str(result[NODE_ATTR]))
             ot_trial.set_user_attr(GPU_SHARE_ATTR, float(result[GPU_SHARE_ATTR]))
-        if CONSTRAINT_ATTR in record.costs:
-            violation = float(record.costs[CONSTRAINT_ATTR])
-            ot_trial.set_user_attr(CONSTRAINT_ATTR, [violation])
-            if NATIVE_CONSTRAINTS:
-                ot_trial.set_constraint("train_vram_mb", violation)
-        values = [record.objectives.get(n) for n in self._objective_names]
-        has_values = all(v is not None and math.isfinite(v) for v in values)
-        told: list[float] | None = None
-        if record.status in ("complete", "infeasible") and has_values:
-            # measured-infeasible trials are COMPLETE with a violated constraint, which is what
-            # the samplers' constraint handling understands
-            state = optuna.trial.TrialState.COMPLETE
-            told = [float(v) for v in values if v is not None]
-        elif record.status == "infeasible" and CONSTRAINT_ATTR in record.costs:
-            # untrained (its estimate broke the limit): the sampler must still learn to avoid
-            # the region. Constrained NSGA-II/TPE rank infeasible trials by violation alone,
-            # so the placeholder values (worst metric, the estimated cost) never steer them;
-            # the fsnas record keeps no metric for it.
-            state = optuna.trial.TrialState.COMPLETE
-            told = [self._placeholder(name, record) for name in self._objective_names]
-        elif record.status == "pruned":
-            state, told = optuna.trial.TrialState.PRUNED, None
-        else:
-            state, told = optuna.trial.TrialState.FAIL, None
-        self._ot_study.tell(ot_trial, told, state=state)
+        state, told = tell_record(self._ot_study, ot_trial, record, self._objective_names)
         self._completed_trials.add(trial_id)
         if self.repeats is not None:
             self.repeats.finished(trial_id, ot_trial, state, told)
         self._ledger.on_record(record)
-
-    def _placeholder(self, name: str, record: TrialRecord) -> float:
-        if name == self._objective_names[0]:
-            return 0.0  # the metric (accuracy, ROC-AUC) is never below 0
-        value = record.costs.get(name)
-        return float(value) if value is not None else math.inf
 
     # Optuna's RDB storage is the searcher's state; Tune's pickled copy is never used.
     def save(self, checkpoint_path: str) -> None:
@@ -471,11 +434,11 @@ class ParetoAshaScheduler(FIFOScheduler):
 
 
 class _ProgressCallback(tune.Callback):
-    """Keeps the driver's running count and the Tune Trial objects (for error texts)."""
+    """Tells the driver how many trials run; keeps the Tune Trial objects (for error texts)."""
 
-    def __init__(self, ledger: TrialLedger, progress: Progress) -> None:
+    def __init__(self, ledger: TrialLedger, on_running: Callable[[int], None]) -> None:
         self._ledger = ledger
-        self._progress = progress
+        self._on_running = on_running
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # see TrialLedger.__getstate__
@@ -488,7 +451,7 @@ class _ProgressCallback(tune.Callback):
         self._update(trials)
 
     def _update(self, trials: list[Any]) -> None:
-        self._progress.running = sum(1 for t in trials if t.status == "RUNNING")
+        self._on_running(sum(1 for t in trials if t.status == "RUNNING"))
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -512,7 +475,7 @@ def trial_resources(
     """Return the per-trial resources: a fixed dict, or a function of the sampled config (auto).
 
     CPU-only when the Ray cluster has no GPU. With ``auto`` each trial's GPU share is its
-    estimated need rounded up to 1/8, 1/4, 1/2 or 1 GPU (``nas.search.gpu_share``), computed
+    estimated need rounded up to 1/8, 1/4, 1/2 or 1 GPU (``nas.trial.gpu_share``), computed
     from the spec in the trial's config before Ray places it.
     """
     cpus = config.resources.cpus_per_trial
@@ -553,14 +516,14 @@ def run(
     objectives: list[Objective],
     n_trials: int,
     on_record: Callable[[TrialRecord], None],
-    progress: Progress,
+    on_running: Callable[[int], None] = lambda running: None,
     weights_dir: Path | None = None,
 ) -> str:
     """Run ``n_trials`` more trials of the study on Ray Tune; return the Tune experiment folder.
 
     With ``weights_dir`` every complete trial's best-epoch weights are written there (on the
     driver's node) as ``trial-NNNNN.safetensors`` and the record's ``costs["checkpoint"]``
-    names the file.
+    names the file. ``on_running(n)`` hears how many trials train as that number changes.
     """
     started_here = init_ray(config.resources.address, config.resources.num_cpus)
     try:
@@ -574,7 +537,7 @@ def run(
             objectives,
             n_trials,
             on_record,
-            progress,
+            on_running,
             weights_dir,
         )
     finally:
@@ -592,7 +555,7 @@ def _run(
     objectives: list[Objective],
     n_trials: int,
     on_record: Callable[[TrialRecord], None],
-    progress: Progress,
+    on_running: Callable[[int], None],
     weights_dir: Path | None,
 ) -> str:
     ledger = TrialLedger(on_record, weights_dir)
@@ -627,7 +590,7 @@ def _run(
     trainable = tune.with_resources(
         trainable, trial_resources(config, data, settings, cluster_gpus)
     )
-    run_config = _run_config(config, config.study, _ProgressCallback(ledger, progress))
+    run_config = _run_config(config, config.study, _ProgressCallback(ledger, on_running))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

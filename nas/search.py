@@ -6,19 +6,16 @@ hands the remaining trial budget to ``nas.ray_backend``, and turns every finishe
 ``TrialRecord``: status, reason, metrics, objectives and costs. Records are stored as Optuna user
 attributes, so ``fsnas pareto`` and a resumed search read them back from the storage alone.
 
-The trial function ``run_trial`` is a plain function around ``trainers.train.fit``; it knows
-nothing about Ray (the backend passes it a ``report`` callable) and returns a plain dict.
+The driver only: the trial function lives in ``nas.trial`` (worker side), the Optuna study
+(storage, sampler, attribute schema, repeats, weight names) in ``nas.study``, and everything
+Ray-specific in ``nas.ray_backend``; ``docs/architecture.md`` follows one trial through them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import sys
 import time
-import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,93 +23,26 @@ from typing import Any, TextIO
 
 import optuna
 
-from dashboards.records import CHECKPOINT_KEY, Objective, StudySummary, TrialRecord
+from dashboards.records import CHECKPOINT_KEY, Objective, StudySummary, TrialRecord, best_record
 from nas import pareto
-from nas.config import ConfigError, StudyConfig, metric_name
-from search_spaces.errors import FsnasError, SpecError
+from nas.config import ConfigError, StudyConfig
+from nas.study import (
+    StoredStudy,
+    close_orphans,
+    enqueue_initial,
+    make_sampler,
+    open_storage,
+    open_study,
+    read_study,
+    sampler_seed,
+    tidy_weights,
+    weights_folder,
+)
+from nas.trial import TrialSettings
+from search_spaces.errors import SpecError
 from search_spaces.spec import ArchSpec
 from trainers.featureset import FeatureSet
 from trainers.result import TrainConfig
-
-RECORD_ATTR = "fsnas_record"  # Optuna user attribute holding TrialRecord.to_dict()
-STATUS_ATTR = "fsnas_status"
-CONSTRAINT_ATTR = "fsnas_constraint"  # [train VRAM - limit] (measured or estimated); <= 0 ok
-INITIAL_SPEC_ATTR = "fsnas_initial_spec"  # the warm-start entry a queued trial came from
-# a proposal that repeated a known design: the twin's trial number (told its outcome, never
-# trained) or "running trial <caller's tag>" (told FAIL); such trials have no fsnas record
-DUPLICATE_ATTR = "fsnas_duplicate_of"
-# Optuna 5 takes constraints through Trial.set_constraint (constraints_func is deprecated)
-NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
-FINAL_KEY = "fsnas_final"  # marks a trial's last report (the scheduler ignores it)
-RECORD_JSON_KEY = "fsnas_record_json"
-# GPU shares "auto" rounds up to, so a handful of trial sizes can pack a GPU
-GPU_SHARE_GRID: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
-# what a trial process holds besides the training peak: CUDA context and allocator slack
-CUDA_CONTEXT_MB = 500.0
-
-
-class SearchError(FsnasError):
-    """A search cannot start or continue; the message names the study and what to change."""
-
-
-# -- what a trial needs besides its spec -------------------------------------------------------
-@dataclass(frozen=True)
-class TrialSettings:
-    """The fixed part of every trial of a study (sent once to every worker with the features)."""
-
-    train_config: TrainConfig
-    objectives: tuple[Objective, ...]
-    max_train_vram_mb: float | None = None
-    device: str = "auto"  # "auto": CUDA when the worker has a GPU assigned, else CPU
-    # where fit writes the best epoch's weights (a worker's own temporary folder); None: nowhere
-    checkpoint_dir: str | None = None
-
-
-# -- kept weights --------------------------------------------------------------------------------
-WEIGHTS_SUFFIX = ".safetensors"
-
-
-def weights_filename(number: int) -> str:
-    """Return the file name of trial ``number``'s kept weights."""
-    return f"trial-{number:05d}{WEIGHTS_SUFFIX}"
-
-
-def weights_folder(config: StudyConfig) -> Path | None:
-    """Return the absolute folder the study's trial weights go to; None when none are kept."""
-    if config.search.keep_weights == "none":
-        return None
-    return Path(config.weights_dir).expanduser().resolve() / config.study
-
-
-def tidy_weights(
-    folder: Path, records: list[TrialRecord], front: list[TrialRecord], keep: str
-) -> list[Path]:
-    """Delete the weight files ``keep`` does not ask for; return the files kept.
-
-    ``front``: only the front's trials' files stay; ``all``: every recorded trial's. Files no
-    record names (a trial whose driver was killed before it recorded it) always go.
-    """
-    if not folder.is_dir():
-        return []
-    keepers = front if keep == "front" else records
-    wanted = {
-        Path(str(r.costs[CHECKPOINT_KEY])).resolve() for r in keepers if r.costs.get(CHECKPOINT_KEY)
-    }
-    kept = []
-    for path in sorted(folder.glob(f"*{WEIGHTS_SUFFIX}*")):
-        if path.resolve() in wanted:
-            kept.append(path)
-        else:
-            path.unlink(missing_ok=True)
-    return kept
-
-
-# per-epoch keys of ``fit`` that carry a pre-training estimate -> the objective they stand for
-_ESTIMATE_KEYS = {
-    "train_vram_estimate_mb": "train_vram_mb",
-    "infer_vram_estimate_mb": "infer_vram_mb",
-}
-
 
 # the cost objectives a trial reports at every epoch (known before training): the ones the
 # Pareto-aware scheduler can compare at a rung
@@ -131,336 +61,6 @@ def early_stopping_notice(config: StudyConfig, objectives: list[Objective]) -> s
         f"measured only after training, and a rung never judges on the metric alone; add one of "
         f"{', '.join(RUNG_COSTS)} to search.objectives to prune dominated trials"
     )
-
-
-def estimate_train_vram_mb(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> float | None:
-    """Return the estimated peak training VRAM of ``spec`` in MB, or None if it cannot be made.
-
-    The estimate models float32 training (an upper bound under AMP, which it cannot trace).
-    """
-    from trainers import cost
-
-    try:
-        estimate = cost.estimate_train_vram(
-            spec,
-            data.n_mels,
-            data.n_frames,
-            data.n_classes,
-            config.batch_size,
-            config.optimizer,
-            False,
-            data.task,
-        )
-    except FsnasError:
-        return None  # an invalid spec: fit records it as "invalid" with the reason
-    return float(estimate.train_vram_mb)
-
-
-def run_trial(
-    config: dict[str, Any],
-    data: FeatureSet,
-    settings: TrialSettings,
-    report: Callable[[dict[str, Any]], None] | None = None,
-    device: str | None = None,
-) -> dict[str, Any]:
-    """Return the final report of one trial: objectives, ``fsnas_status`` and the record JSON.
-
-    ``config["spec"]`` is the ArchSpec dict the space sampled. Each epoch ``report`` receives the
-    validation metric so far and the costs known before training (the scheduler's inputs). An
-    architecture whose estimated training VRAM exceeds ``max_train_vram_mb`` is not trained
-    (status ``infeasible``); one measured above it is trained and marked ``infeasible``. Nothing
-    raises: an unexpected exception becomes status ``failed`` with its reason.
-    """
-    import json
-
-    started = time.perf_counter()
-    record = TrialRecord(number=-1, status="failed", train_config=settings.train_config.to_dict())
-    try:
-        _trial_body(config, data, settings, report, device, record)
-    except Exception as exc:  # the search must survive anything one trial does
-        record.status = "failed"
-        record.reason = f"{type(exc).__name__}: {exc}".strip()
-        if exc.__traceback__ is not None:
-            traceback.clear_frames(exc.__traceback__)
-    record.seconds = time.perf_counter() - started
-    out: dict[str, Any] = {FINAL_KEY: True, STATUS_ATTR: record.status}
-    out.update({k: v for k, v in record.objectives.items() if v is not None})
-    out[RECORD_JSON_KEY] = json.dumps(record.to_dict())
-    return out
-
-
-def _trial_body(
-    config: dict[str, Any],
-    data: FeatureSet,
-    settings: TrialSettings,
-    report: Callable[[dict[str, Any]], None] | None,
-    device: str | None,
-    record: TrialRecord,
-) -> None:
-    from trainers.train import fit
-
-    spec = ArchSpec.from_dict(config["spec"])
-    record.spec = spec.to_dict()
-    record.spec_summary = spec.summary()
-    metric = metric_name(data.task)
-    limit_mb = settings.max_train_vram_mb
-    if limit_mb is not None:
-        estimate_mb = estimate_train_vram_mb(spec, data, settings.train_config)
-        if estimate_mb is not None and estimate_mb > limit_mb:
-            record.status = "infeasible"
-            record.reason = (
-                f"estimated training VRAM {estimate_mb:.0f} MB > --max-train-vram-mb "
-                f"{limit_mb:g}; not trained"
-            )
-            record.costs.update(
-                {
-                    "train_vram_estimate_mb": estimate_mb,
-                    "train_vram_mb": estimate_mb,
-                    "vram_source": "estimated",
-                    CONSTRAINT_ATTR: estimate_mb - limit_mb,
-                }
-            )
-            return
-
-    def epoch_report(values: dict[str, Any]) -> None:
-        """Forward an epoch to the scheduler with every cost objective known before training.
-
-        VRAM is the estimate at every rung (measured VRAM exists only once a trial ends), so
-        peers are compared on the same footing.
-        """
-        if report is None:
-            return
-        out = {k: v for k, v in values.items() if k not in _ESTIMATE_KEYS}
-        for estimate_key, objective_key in _ESTIMATE_KEYS.items():
-            if estimate_key in values:
-                out[objective_key] = values[estimate_key]
-        out["epoch"] = int(values.get("epoch", 0))
-        report(out)
-
-    train_config = settings.train_config
-    if settings.checkpoint_dir:
-        train_config = dataclasses.replace(train_config, checkpoint_dir=settings.checkpoint_dir)
-    result = fit(spec, data, train_config, device or settings.device, epoch_report)
-    record.status = result.status
-    record.reason = result.reason
-    record.metrics = dict(result.metrics)
-    record.history = list(result.history)
-    record.device = result.device
-    if "train_vram_estimate_mb" in result.extra:
-        record.costs["train_vram_estimate_mb"] = float(result.extra["train_vram_estimate_mb"])
-    record.costs.update({**result.cost_summary(), "epochs_run": result.epochs_run})
-    if result.status != "complete":
-        return
-    for objective in settings.objectives:
-        value = (record.metrics if objective.name == metric else record.costs).get(objective.name)
-        if value is None or not math.isfinite(float(value)):
-            record.status = "failed"
-            record.reason = f"objective {objective.name} has no value ({value!r})"
-            return
-        record.objectives[objective.name] = float(value)
-    vram = record.costs.get("train_vram_mb")
-    if limit_mb is not None and vram is not None:
-        record.costs[CONSTRAINT_ATTR] = float(vram) - limit_mb
-        if float(vram) > limit_mb:
-            record.status = "infeasible"
-            record.reason = (
-                f"{record.costs['vram_source']} training VRAM {float(vram):.0f} MB > "
-                f"--max-train-vram-mb {limit_mb:g}"
-            )
-
-
-def record_from_result(result: dict[str, Any] | None, number: int) -> TrialRecord | None:
-    """Return the TrialRecord a trial's final report carries, numbered; None if it has none."""
-    import json
-
-    if not result or RECORD_JSON_KEY not in result:
-        return None
-    record = TrialRecord.from_dict(json.loads(result[RECORD_JSON_KEY]))
-    record.number = number
-    return record
-
-
-# -- GPU shares --------------------------------------------------------------------------------
-def gpu_share(estimate_mb: float | None, gpu_memory_mb: float, data_mb: float = 0.0) -> float:
-    """Return a trial's GPU share for ``gpus_per_trial=auto``: its need rounded up to the grid.
-
-    The need is the estimated training peak plus the CUDA context and the feature tensors the
-    trial keeps on the GPU, as a fraction of the GPU's memory, rounded up to 1/8, 1/4, 1/2 or 1
-    (a whole GPU when the estimate is missing or exceeds the card).
-    """
-    if estimate_mb is None or gpu_memory_mb <= 0:
-        return 1.0
-    need = (estimate_mb + CUDA_CONTEXT_MB + data_mb) / gpu_memory_mb
-    for share in GPU_SHARE_GRID:
-        if need <= share:
-            return share
-    return 1.0
-
-
-def feature_bytes(data: FeatureSet) -> int:
-    """Return the bytes of every split's feature array (what a trial may keep on the GPU)."""
-    return sum(int(s.x.nbytes) + int(s.y.nbytes) for s in (data.train, data.valid, data.test))
-
-
-# -- the study in the storage ------------------------------------------------------------------
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Return the Optuna RDB storage for ``url``; a SQLite file's folder is created."""
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if str(path) not in ("", ":memory:"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-        except Exception as exc:
-            if not (url.startswith("sqlite") and "already exists" in str(exc)):
-                raise
-            # two drivers created a new SQLite file's tables at once and this one lost the
-            # race; the tables exist now
-            time.sleep(0.5)
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except Exception as exc:
-        raise SearchError(f"storage {url!r}: cannot open ({type(exc).__name__}: {exc})") from None
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    # the driver is the only writer, but fsnas pareto may read while a search writes
-    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-
-
-def load_records(study: optuna.Study) -> list[TrialRecord]:
-    """Return the TrialRecords stored in a study, by trial number (orphans left out)."""
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        data = t.user_attrs.get(RECORD_ATTR)
-        if isinstance(data, dict):
-            record = TrialRecord.from_dict(data)
-            record.number = t.number
-            out.append(record)
-    return sorted(out, key=lambda r: r.number)
-
-
-def close_orphans(storage: optuna.storages.BaseStorage, study: optuna.Study) -> int:
-    """Mark trials left RUNNING/WAITING by a killed driver as FAIL; return how many.
-
-    They have no record, so they do not count towards the trial budget and are asked again.
-    One driver per study: a second driver would see the first one's live trials as orphans.
-    """
-    from optuna.trial import TrialState
-
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        storage.set_trial_user_attr(t._trial_id, "fsnas_orphaned", True)
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        n += 1
-    return n
-
-
-def sampler_seed(seed: int, previous_trials: int) -> int:
-    """Return the sampler seed of a run that finds ``previous_trials`` trials in its study.
-
-    A fresh study uses ``seed`` itself. A resumed one must not: the samplers draw their
-    random (NSGA-II's first generation, TPE's start-up, random) trials from a generator
-    that restarts with the sampler, so the same seed would propose the architectures the
-    study has already trained. The derived seed is still a pure function of (seed, count),
-    so a resumed search stays reproducible.
-    """
-    if previous_trials == 0:
-        return seed
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, previous_trials]).generate_state(1)[0])
-
-
-def make_sampler(config: StudyConfig, previous_trials: int = 0) -> optuna.samplers.BaseSampler:
-    """Return the Optuna sampler the config names, seeded, with VRAM constraints if any.
-
-    ``previous_trials``: how many trials the study already holds (see ``sampler_seed``).
-    """
-    search = dataclasses.replace(
-        config.search, seed=sampler_seed(config.search.seed, previous_trials)
-    )
-    constraints = None
-    if search.max_train_vram_mb is not None and not NATIVE_CONSTRAINTS:
-
-        def constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-            # Optuna < 5: read the user attribute the backend sets before tell; trials
-            # without it (failed) count as feasible
-            return [float(v) for v in trial.user_attrs.get(CONSTRAINT_ATTR, [0.0])]
-
-    if search.sampler == "nsga2":
-        population = search.population_size or max(2, min(search.trials, 50) // 2)
-        return optuna.samplers.NSGAIISampler(
-            population_size=population, seed=search.seed, constraints_func=constraints
-        )
-    if search.sampler == "tpe":
-        with warnings.catch_warnings():
-            # group=True is "experimental" in Optuna; it is what a conditional space needs
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(
-                seed=search.seed,
-                constraints_func=constraints,
-                n_startup_trials=max(2, min(10, search.trials // 3)),
-                # one joint model per group of parameters that occur together (a depth-3 body's
-                # blocks, a front end's branches) instead of one per parameter
-                multivariate=True,
-                group=True,
-            )
-    if search.sampler == "gp":
-        return optuna.samplers.GPSampler(
-            seed=search.seed,
-            constraints_func=constraints,
-            n_startup_trials=max(2, min(10, search.trials // 3)),
-        )
-    if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
-    return _grid_sampler(config)
-
-
-# a grid is enumerated up front by Optuna's GridSampler: keep it to what a study can run
-MAX_GRID_POINTS = 100_000
-
-
-def _grid_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
-    """Return a GridSampler over every multi-choice dimension of the study's space.
-
-    Raises:
-        SearchError: the grid has more than MAX_GRID_POINTS points (pin more dimensions).
-    """
-    from search_spaces.space import SearchSpace
-
-    grid = SearchSpace.from_dict(config.space).grid_space()
-    size = math.prod(len(values) for values in grid.values())
-    if size > MAX_GRID_POINTS:
-        widest = sorted(grid, key=lambda name: -len(grid[name]))[:5]
-        raise SearchError(
-            f"search.sampler 'grid': the space has {size:,} grid points (> {MAX_GRID_POINTS:,}) "
-            f"over {len(grid)} dimensions; pin dimensions in `space:` to single choices "
-            f"(widest: {', '.join(f'{n} ({len(grid[n])})' for n in widest)})"
-        )
-    return AskTellGridSampler(grid, seed=config.search.seed)
-
-
-class AskTellGridSampler(optuna.samplers.GridSampler):
-    """A GridSampler usable through ask-and-tell (how Ray's OptunaSearch drives Optuna).
-
-    Optuna's GridSampler calls ``Study.stop()`` once the grid is exhausted, which raises outside
-    ``Study.optimize``; here the requested trial count ends the search instead (a grid smaller
-    than ``--trials`` then repeats points, as Optuna does).
-    """
-
-    def after_trial(
-        self,
-        study: optuna.Study,
-        trial: optuna.trial.FrozenTrial,
-        state: optuna.trial.TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        try:
-            super().after_trial(study, trial, state, values)
-        except RuntimeError as exc:
-            if "Study.stop" not in str(exc):
-                raise
 
 
 # -- progress -----------------------------------------------------------------------------------
@@ -496,11 +96,8 @@ class Progress:
         c = self.counts()
         front = pareto.front_records(self.records, self.objectives)
         first = self.objectives[0]
-        values = [r.objectives[first.name] for r in self.records if r.status == "complete"]
-        best = "-"
-        if values:
-            pick = max(values) if first.direction == "maximize" else min(values)
-            best = f"{pick:.4f}"
+        top = best_record(self.records, self.objectives)
+        best = f"{top.objectives[first.name]:.4f}" if top is not None else "-"
         hv, _ = pareto.records_hypervolume(self.records, self.objectives)
         elapsed = time.monotonic() - self.started
         return (
@@ -516,6 +113,10 @@ class Progress:
         hv, _ = pareto.records_hypervolume(self.records, self.objectives)
         self.hv_history.append((n_complete, hv))
         self.print()
+
+    def set_running(self, running: int) -> None:
+        """Note how many trials are training now (the backend calls it as trials start/end)."""
+        self.running = running
 
     def print(self) -> None:
         """Write the status line (one line per change, so logs stay readable)."""
@@ -630,33 +231,6 @@ def initial_params(config: StudyConfig, space: Any) -> list[tuple[str, dict[str,
     return out
 
 
-def enqueue_initial(
-    study: optuna.Study, designs: list[tuple[str, dict[str, Any]]], remaining: int
-) -> tuple[list[str], list[str]]:
-    """Queue the warm-start designs as the study's next trials; return (queued, skipped).
-
-    A design the study already finished (it has a record) or still has queued is skipped, so a
-    resume never runs it twice; one whose run was interrupted (an orphan, see
-    ``close_orphans``) is queued again. At most ``remaining`` designs are queued.
-    """
-    waiting = optuna.trial.TrialState.WAITING
-    held = [
-        t.system_attrs.get("fixed_params", t.params)
-        for t in study.get_trials(deepcopy=False)
-        if RECORD_ATTR in t.user_attrs or t.state == waiting
-    ]
-    queued: list[str] = []
-    skipped: list[str] = []
-    for label, params in designs:
-        if params in held or len(queued) >= remaining:
-            skipped.append(label)
-            continue
-        study.enqueue_trial(params, user_attrs={INITIAL_SPEC_ATTR: label})
-        held.append(params)
-        queued.append(label)
-    return queued, skipped
-
-
 def run_search(
     config: StudyConfig,
     *,
@@ -681,11 +255,11 @@ def run_search(
     objectives = config.objectives(data.task)
     designs = initial_params(config, space)  # a bad warm-start entry fails before any work
     storage = open_storage(config.storage)
-    study = _open_study(config, storage, objectives)
+    study = open_study(config, storage, objectives)
     orphans = close_orphans(storage, study)
     if study.trials:  # a resume: fresh random draws, not the first run's again
         sampler = make_sampler(config, len(study.trials))
-    previous = load_records(study)
+    previous = read_study(config.study, storage).records
     remaining = config.search.trials - len(previous)
     progress = Progress(config.study, config.search.trials, objectives, stream=out)
     notice = early_stopping_notice(config, objectives)
@@ -744,150 +318,42 @@ def run_search(
                 objectives=objectives,
                 n_trials=remaining,
                 on_record=on_record,
-                progress=progress,
+                on_running=progress.set_running,
                 weights_dir=weights,
             )
     except BaseException:
         status = "KILLED"
         raise
     finally:
-        final_study = optuna.load_study(study_name=config.study, storage=storage)
-        records = load_records(final_study)
-        summary, front, hv, knee = summarise(
-            config.study, records, objectives, config.to_dict(), progress.hv_history
-        )
+        stored = read_study(config.study, storage)
+        outcome = study_outcome(stored, progress.hv_history)
         if weights is not None and status == "FINISHED":
-            tidy_weights(weights, records, front, config.search.keep_weights)
+            tidy_weights(weights, outcome.records, outcome.front, config.search.keep_weights)
         if tracker is not None:
-            tracker.finish(records, summary, status)
+            tracker.finish(outcome.records, outcome.summary, status)
             # the kept weights of the front, beside each trial in MLflow (after finish, which
             # has created every child run)
-            tracker.log_weights(front)
+            tracker.log_weights(outcome.front)
+    outcome.tracking_uri = tracking_uri if tracker is not None else None
+    outcome.experiment_dir = experiment_dir
+    return outcome
+
+
+def study_outcome(
+    stored: StoredStudy, hv_history: list[tuple[int, float]] | None = None
+) -> SearchOutcome:
+    """Return the outcome of a stored study: its records, summary, front, hypervolume, knee."""
+    summary, front, hv, knee = summarise(
+        stored.name, stored.records, stored.objectives, stored.config, hv_history
+    )
     return SearchOutcome(
-        records=records,
+        records=stored.records,
         summary=summary,
         front=front,
         hypervolume=hv,
         knee=knee,
-        tracking_uri=tracking_uri if tracker is not None else None,
-        experiment_dir=experiment_dir,
-        repeats=count_repeats(final_study),
+        repeats=stored.repeats,
     )
-
-
-# a proposal that repeats a known design is answered without training and the sampler asked
-# again, at most this many times per trial (a small, exhausted space must not spin: the last
-# proposal then trains, repeat or not)
-MAX_REDRAWS = 32
-
-
-@dataclass(frozen=True)
-class _Told:
-    """What Optuna was told for a finished trial: enough to answer a repeat of its design."""
-
-    number: int
-    state: optuna.trial.TrialState
-    values: list[float] | None
-    constraint: list[float] | None
-
-
-class RepeatGuard:
-    """Keeps a study from training one design twice when its sampler proposes it again.
-
-    Samplers over categorical spaces repeat themselves (TPE most of all); a repeat would cost a
-    full training and teach the sampler nothing new. A proposal whose parameters equal those of
-    a finished trial (one with an fsnas record, this run's or an earlier one's) is told that
-    trial's outcome: values, state and constraint, with ``DUPLICATE_ATTR`` = its number. One
-    equal to a trial still training is told FAIL (``DUPLICATE_ATTR`` = "running ..."). Either
-    way the caller asks the sampler again; the repeat has no record, so it is not a trial of
-    the budget and never on a front.
-    """
-
-    def __init__(self, study: optuna.Study) -> None:
-        self.study = study
-        self.count = 0  # proposals answered so far
-        self._finished: dict[str, _Told] | None = None  # params key -> outcome (lazy)
-        self._running: dict[str, str] = {}  # caller's trial tag -> params key
-
-    def answer(self, trial: optuna.Trial) -> bool:
-        """Tell ``trial`` its twin's outcome and return True; False when it has no twin."""
-        key = _params_key(trial.params)
-        twin = self._outcomes().get(key)
-        live = next((tag for tag, k in self._running.items() if k == key), None)
-        if twin is None and live is None:
-            return False
-        if twin is None:
-            trial.set_user_attr(DUPLICATE_ATTR, f"running trial {live}")
-            self.study.tell(trial, None, state=optuna.trial.TrialState.FAIL)
-        else:
-            trial.set_user_attr(DUPLICATE_ATTR, twin.number)
-            if twin.constraint is not None:
-                trial.set_user_attr(CONSTRAINT_ATTR, twin.constraint)
-                if NATIVE_CONSTRAINTS:
-                    trial.set_constraint("train_vram_mb", twin.constraint[0])
-            self.study.tell(trial, twin.values, state=twin.state)
-        self.count += 1
-        return True
-
-    def started(self, tag: str, trial: optuna.Trial) -> None:
-        """Note that ``trial`` (the caller calls it ``tag``) is training."""
-        self._running[tag] = _params_key(trial.params)
-
-    def finished(
-        self,
-        tag: str | None,
-        trial: optuna.Trial,
-        state: optuna.trial.TrialState | None,
-        values: list[float] | None,
-    ) -> None:
-        """Note ``trial``'s outcome as told (``state`` None: no outcome, e.g. interrupted)."""
-        key = self._running.pop(tag, None) if tag is not None else None
-        if state is None:
-            return
-        constraint = trial.user_attrs.get(CONSTRAINT_ATTR)
-        told = _Told(trial.number, state, values, constraint)
-        self._outcomes().setdefault(key or _params_key(trial.params), told)
-
-    def _outcomes(self) -> dict[str, _Told]:
-        if self._finished is None:
-            self._finished = {}
-            for t in self.study.get_trials(deepcopy=False):
-                if RECORD_ATTR in t.user_attrs and t.state.is_finished():
-                    told = _Told(t.number, t.state, t.values, t.user_attrs.get(CONSTRAINT_ATTR))
-                    self._finished.setdefault(_params_key(t.params), told)
-        return self._finished
-
-
-def _params_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
-
-
-def count_repeats(study: optuna.Study) -> int:
-    """Return how many of the study's proposals repeated a known design (never trained)."""
-    return sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
-
-
-def _open_study(
-    config: StudyConfig, storage: optuna.storages.BaseStorage, objectives: list[Objective]
-) -> optuna.Study:
-    """Return the study (created or loaded); a stored study must have the same objectives."""
-    directions = [o.direction for o in objectives]
-    study = optuna.create_study(
-        study_name=config.study, storage=storage, directions=directions, load_if_exists=True
-    )
-    stored_directions = [d.name.lower() for d in study.directions]
-    names = [o.name for o in objectives]
-    stored_names = study.user_attrs.get("objectives", names)
-    if stored_directions != directions or stored_names != names:
-        raise SearchError(
-            f"study {config.study!r} in {config.storage}: stored with objectives "
-            f"{stored_names} ({stored_directions}), the config asks for {names} ({directions}); "
-            "use another --study name"
-        )
-    study.set_user_attr("objectives", names)
-    study.set_user_attr("objective_labels", [o.label for o in objectives])
-    study.set_user_attr("config", config.to_dict())
-    return study
 
 
 def trial_train_config(config: StudyConfig) -> TrainConfig:
@@ -902,13 +368,9 @@ def _check_tracking(config: StudyConfig) -> str | None:
     Raises:
         TrackingError: the store cannot be reached; raised before any feature or trial work.
     """
-    if config.tracking_uri == "none":
-        return None
-    from dashboards import tracking
+    from dashboards.mlflow_store import checked_tracking_uri
 
-    uri = tracking.resolve_tracking_uri(config.tracking_uri)
-    tracking.check_tracking_reachable(uri)
-    return uri
+    return checked_tracking_uri(config.tracking_uri)
 
 
 def _start_tracker(config: StudyConfig, uri: str | None, factory: Callable[..., Any] | None) -> Any:
@@ -996,35 +458,7 @@ def load_study(study_name: str, storage_url: str | None = None) -> SearchOutcome
     """Return the outcome of a stored study (records, front, hypervolume, knee) without Ray.
 
     Raises:
-        SearchError: the storage has no study of that name (the message lists those it has).
+        SearchError: no such storage file or study (the message lists those it has), or
+            not an fsnas study.
     """
-    from nas.config import DEFAULT_STORAGE
-
-    url = storage_url or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
-        raise SearchError(f"storage {url!r}: no such file (run `fsnas search` first)")
-    storage = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if study_name not in names:
-        raise SearchError(f"storage {url!r}: no study {study_name!r}; it has {sorted(names)}")
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    labels = study.user_attrs.get("objective_labels") or []
-    objectives = [
-        Objective(name, d.name.lower(), labels[i] if i < len(labels) else "")  # type: ignore[arg-type]
-        for i, (name, d) in enumerate(zip(study.user_attrs.get("objectives", []), study.directions))
-    ]
-    if not objectives:
-        raise SearchError(f"study {study_name!r} in {url}: not an fsnas study (no objectives)")
-    records = load_records(study)
-    summary, front, hv, knee = summarise(
-        study_name, records, objectives, dict(study.user_attrs.get("config", {}))
-    )
-    return SearchOutcome(
-        records=records,
-        summary=summary,
-        front=front,
-        hypervolume=hv,
-        knee=knee,
-        repeats=count_repeats(study),
-    )
+    return study_outcome(read_study(study_name, storage_url))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_spaces import ArchSpec, Branch, ConvBlock, Head
+from search_spaces import ArchSpec
+from search_spaces.anchors import design_anchors
 from trainers.cost_vram import Task
 
 
@@ -32,42 +33,23 @@ class VramAnchor:
     params: int | None = None  # the anchor network's count where it is stated exactly
 
 
-def _vgg(depth: int, channels: int) -> ArchSpec:
-    # anchor_gpu.py VGG: [3×3 conv pad 1 → BN → ReLU → 2×2 max-pool] × depth, global max, dense
-    return ArchSpec(
-        name=f"vgg{depth}_c{channels}",
-        input_norm="none",
-        body=tuple(ConvBlock(3, 3, channels, pool=(2, 2)) for _ in range(depth)),
-        head=Head(freq_reduce="max", time_pooling="max"),
-    )
-
-
-def _vertical(shapes: list[tuple[int | str, int]], channels: int, name: str) -> ArchSpec:
-    # anchor_gpu.py Vertical: per shape conv (freq valid, time pad w//2) → BN → ReLU → max over
-    # frequency; concatenated; max over time; dense
-    return ArchSpec(
-        name=name,
-        input_norm="none",
-        frontend=tuple(Branch(h, w, channels, freq_reduce="max") for h, w in shapes),
-        head=Head(freq_reduce="none", time_pooling="max"),
-    )
-
-
 def anchor_networks() -> list[VramAnchor]:
-    """Return the five FSDD anchors of DESIGN.md (batch 64, 64 × 101, Adam, 10 classes)."""
-    rows: list[tuple[ArchSpec, float]] = [
-        (_vgg(5, 128), 815),
-        (_vgg(3, 64), 406),
-        (_vertical([("0.9M", 1)], 128, "vertical_0.9M_x1_c128"), 120),
-        (_vertical([("0.9M", 7)], 128, "vertical_0.9M_x7_c128"), 120),
-        (
-            _vertical(
-                [("0.4M", 7), ("0.7M", 7), (1, 33), (1, 65), (1, 129)], 64, "musicnn_like_front"
-            ),
-            1050,
-        ),
+    """Return the five FSDD anchors of DESIGN.md (batch 64, 64 × 101, Adam, 10 classes).
+
+    The networks are ``search_spaces.anchors.design_anchors`` (anchor_gpu.py's VGG and
+    Vertical), in DESIGN.md's row order.
+    """
+    measured = {
+        "vgg5_c128": 815,
+        "vgg3_c64": 406,
+        "vertical_0.9M_x1_c128": 120,
+        "vertical_0.9M_x7_c128": 120,
+        "musicnn_like_front": 1050,
+    }
+    return [
+        VramAnchor(spec.name, spec, 64, 101, 10, 64, "single_label", measured[spec.name])
+        for spec in design_anchors()
     ]
-    return [VramAnchor(spec.name, spec, 64, 101, 10, 64, "single_label", mb) for spec, mb in rows]
 
 
 def preset_anchors() -> list[VramAnchor]:

@@ -55,9 +55,9 @@ from torch.utils._pytree import tree_map_only
 
 from search_spaces import ArchSpec, build_model
 from search_spaces.errors import FsnasError
+from trainers.featureset import Task
 
 Optimizer = Literal["adamw", "adam", "sgd"]
-Task = Literal["single_label", "multi_label"]
 
 MIB = 2**20
 ALLOC_GRANULARITY_B = 512  # CUDA caching allocator kMinBlockSize: every block is a multiple

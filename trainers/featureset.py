@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 Task = Literal["single_label", "multi_label"]
+TASKS: tuple[Task, ...] = get_args(Task)  # the one list of task names
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ FLAG_KEYS: dict[str, str] = {
 
 def register(subparsers: Any) -> None:
     """Add the ``ablate`` sub-command."""
-    from nas.ablation import STUDIES, STUDY_DEFAULT_CHANNELS
+    from nas.ablation import STUDIES
+    from search_spaces.anchors import STUDY_DEFAULT_CHANNELS
 
     parser = subparsers.add_parser(
         "ablate",
@@ -129,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
     """Plan, train and summarise the ablation; print the table (or JSON); exit 0."""
     import dataclasses
 
-    from nas import ablation
+    from dashboards.records import json_ready
+    from nas import ablation, ablation_run
     from nas.config import load_config
-    from nas.search import TrialSettings, load_study_features
+    from nas.search import load_study_features
+    from nas.trial import TrialSettings
     from trainers.metrics import METRIC_NAMES, PRIMARY_METRIC
 
     _check_flags(args)
@@ -175,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
         objectives=tuple(config.objectives(data.task)),
     )
     runner = (
-        ablation.local_runner(data, settings)
+        ablation_run.local_runner(data, settings)
         if args.local
-        else ablation.ray_runner(config, data, settings)
+        else ablation_run.ray_runner(config, data, settings)
     )
     out_dir = Path(args.out) if args.out else Path(".fsnas") / "ablations" / name
     tracker = _start_tracker(config, plan, metric)
@@ -192,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         for variant in plan.variants:
             role = " (base)" if variant.is_base else ""
             print(f"  {variant.name}{role}: {variant.spec.summary()}", flush=True)
-    outcome = ablation.run_ablation(
+    outcome = ablation_run.run_ablation(
         plan,
         runner,
         metric=metric,
@@ -201,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         stream=_devnull() if args.json else None,
     )
     if args.json:
-        print(json.dumps(ablation.json_ready(outcome.to_dict())))
+        print(json.dumps(json_ready(outcome.to_dict())))
         return 0
     print(outcome.table())
     print(f"files: {out_dir}/ ({', '.join(p.name for p in outcome.files)})")
@@ -222,12 +225,12 @@ def _devnull() -> Any:
 
 def _start_tracker(config: Any, plan: Any, metric: str) -> Any:
     """Return a started StudyTracker for the ablation (None with ``--tracking-uri none``)."""
-    if config.tracking_uri == "none":
-        return None
     from dashboards import tracking
+    from dashboards.mlflow_store import checked_tracking_uri
 
-    uri = tracking.resolve_tracking_uri(config.tracking_uri)
-    tracking.check_tracking_reachable(uri)
+    uri = checked_tracking_uri(config.tracking_uri)
+    if uri is None:
+        return None
     tracker = tracking.StudyTracker(
         uri,
         plan.name,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces import ArchSpec, trace
 from search_spaces.errors import SpecError
+from trainers.featureset import TASKS
 
 if TYPE_CHECKING:  # torch and fvcore are imported when a cost is computed, not at CLI start
     from trainers.cost import CostReport
@@ -29,7 +30,7 @@ def add_cost_arguments(parser: argparse.ArgumentParser, input_required: bool) ->
     )
     parser.add_argument(
         "--task",
-        choices=("single_label", "multi_label"),
+        choices=TASKS,
         default="single_label",
         help="loss for the VRAM figure: cross-entropy or BCE (single_label)",
     )

@@ -147,17 +147,6 @@ def load_spec(args: argparse.Namespace) -> tuple[ArchSpec, str]:
         raise SpecError(f"--spec {path}: {exc}") from None
 
 
-def _jsonable(value: Any) -> Any:
-    """Return ``value`` with NaN/inf floats as None, so the output is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
@@ -196,12 +185,14 @@ def run(args: argparse.Namespace) -> int:
     """Train; usage errors are FsnasErrors (one line, exit 2), a failed trial exits 1."""
     from tqdm import tqdm
 
+    from dashboards.mlflow_store import checked_tracking_uri
+    from dashboards.records import json_ready
     from trainers.features import load_features
     from trainers.result import TrainConfig
     from trainers.train import check_train_config, fit, resolve_device
 
     spec, described = load_spec(args)
-    tracking_uri = _tracking_uri(args.tracking_uri)
+    tracking_uri = checked_tracking_uri(args.tracking_uri)  # before any training
     device = resolve_device(args.device)
     overrides = {
         "epochs": args.epochs,
@@ -241,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = fit(spec, data, config, device, report)
     if args.json:
-        print(json.dumps(_jsonable(result.to_dict()), allow_nan=False))
+        print(json.dumps(json_ready(result.to_dict()), allow_nan=False))
     else:
         print(format_table(result))
     if tracking_uri is not None:
@@ -249,38 +240,15 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.status in ("complete", "pruned") else 1
 
 
-def _tracking_uri(cli_value: str | None) -> str | None:
-    """Return the MLflow store to log to (None when off), checked before any training."""
-    if cli_value is not None and cli_value.lower() == "none":
-        return None
-    from dashboards.tracking import check_tracking_reachable, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(cli_value)
-    check_tracking_reachable(uri)
-    return uri
-
-
 def _log_run(
     tracking_uri: str, args: argparse.Namespace, spec: ArchSpec, config: Any, result: Any
 ) -> None:
     """Log the trained run to MLflow; a tracking failure warns and keeps the printed result."""
-    from dashboards.records import TrialRecord
     from dashboards.tracking import log_single_run
+    from nas.trial import record_from_fit
     from search_spaces.errors import FsnasError
 
-    record = TrialRecord(
-        number=0,
-        status=result.status,
-        reason=result.reason,
-        spec=spec.to_dict(),
-        spec_summary=spec.summary(),
-        train_config=config.to_dict(),
-        metrics=dict(result.metrics),
-        history=list(result.history),
-        costs=result.cost_summary(),
-        device=result.device,
-        seconds=result.seconds,
-    )
+    record = record_from_fit(spec, result, config)
     artifacts = [Path(result.checkpoint)] if result.checkpoint else []
     try:
         run_id = log_single_run(

@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start ``mlflow ui`` over the resolved store, print the URL, wait until it stops."""
-    from dashboards.tracking import (
+    from dashboards.mlflow_store import (
         TrackingError,
         check_tracking_reachable,
         resolve_tracking_uri,
@@ -101,7 +101,7 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    from dashboards.tracking import TrackingError
+    from dashboards.mlflow_store import TrackingError
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:

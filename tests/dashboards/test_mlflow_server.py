@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from dashboards.tracking import StudyTracker, TrackingError, check_tracking_reachable
+from dashboards.mlflow_store import TrackingError, check_tracking_reachable
+from dashboards.tracking import StudyTracker
 from tests.dashboards import servers
 from tests.dashboards.conftest import build_study
 

@@ -165,7 +165,7 @@ def test_study_artifacts_three_objectives_add_pairwise_plots(
         "pareto_train_vram_mb_vs_latency_ms",
     ):
         assert {f"{stem}.html", f"{stem}.png"} <= names
-    # no knee: the best complete trial on the first objective, front members first
+    # no knee: the best trial (records.best_record): the best complete one on the first objective
     best = json.loads((tmp_path / "best_spec.json").read_text())
     complete = [r for r in study.records if r.status == "complete"]
     top = max(complete, key=lambda r: r.objectives["val_accuracy"])

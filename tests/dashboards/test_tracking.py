@@ -1,7 +1,9 @@
-"""StudyTracker on a local SQLite store: run tree, tags, params, metrics, resume, outages."""
+"""StudyTracker and the MLflow store helpers on a local SQLite store: run tree, tags, params,
+metrics, resume, outages, child names and extra tags, parent metrics, the model registry."""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -12,16 +14,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from dashboards import mlflow_store
+from dashboards.mlflow_store import TrackingError, check_tracking_reachable, resolve_tracking_uri
 from dashboards.records import CHECKPOINT_KEY, TrialRecord
-from dashboards.tracking import (
-    TAG_WEIGHTS,
-    StudyTracker,
-    TrackingError,
-    check_tracking_reachable,
-    flatten,
-    log_single_run,
-    resolve_tracking_uri,
-)
+from dashboards.registry import register_model
+from dashboards.tracking import TAG_WEIGHTS, StudyTracker, flatten, log_single_run, mlflow_key
 from tests.dashboards.conftest import build_study
 
 
@@ -233,9 +230,7 @@ def test_single_training_run(store: str, tmp_path: Path) -> None:
 def test_http_retry_settings_are_lowered_only_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
-    from dashboards import tracking
-
-    tracking._lower_http_retries()
+    mlflow_store.lower_http_retries()
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "30"
 
@@ -267,3 +262,167 @@ def test_front_weights_are_attached_to_their_child_runs_once(store: str, tmp_pat
         assert Path(local).read_bytes() == b"weights of trial %d" % record.number
     gone_run = tracker.child_run_id(gone.number)
     assert gone_run is not None and TAG_WEIGHTS not in client.get_run(gone_run).data.tags
+
+
+def _down(*args: Any, **kwargs: Any) -> Any:
+    raise MlflowException("API request to http://x failed: Connection refused")
+
+
+def test_mlflow_key_replaces_refused_characters_and_cuts_to_the_limit() -> None:
+    assert mlflow_key("base.val_accuracy_mean") == "base.val_accuracy_mean"
+    assert mlflow_key("a-b c/d:e.f_g") == "a-b c/d:e.f_g"  # every allowed character kept
+    assert mlflow_key("channels=(4,8)·seed#1") == "channels__4_8__seed_1"
+    assert mlflow_key("x" * 300) == "x" * 250
+
+
+def test_child_runs_get_the_given_name_and_extra_tags(store: str) -> None:
+    study = build_study(n_trials=3, name="named")
+    tracker = StudyTracker(store, "named", {}, device="cpu")
+    tracker.start()
+    first, second, third = study.records
+    assert tracker.log_trial(first, run_name="base · seed 0", tags={"ablation.variant": "base"})
+    assert tracker.log_trial(second, tags={"ablation seed#": "1"})  # key cleaned like the rest
+    assert tracker.log_trial(third)  # no name, no tags: as before
+    assert tracker.finish(study.records, study.summary)
+
+    client = MlflowClient(store)
+    runs = {n: client.get_run(tracker.child_run_id(n) or "") for n in (0, 1, 2)}
+    assert runs[0].info.run_name == "base · seed 0"
+    assert runs[0].data.tags["ablation.variant"] == "base"
+    assert runs[0].data.tags["status"] == first.status  # the trial's own tags are still there
+    assert runs[1].info.run_name == "trial-1"
+    assert runs[1].data.tags["ablation seed_"] == "1"
+    assert runs[2].info.run_name == "trial-2"
+    assert not any(k.startswith("ablation") for k in runs[2].data.tags)
+
+    # a logged child is renamed and re-tagged in place; a call without them keeps them
+    assert tracker.log_trial(first, run_name="renamed", tags={"ablation.variant": "other"})
+    assert tracker.log_trial(first)
+    again = client.get_run(tracker.child_run_id(0) or "")
+    assert again.info.run_name == "renamed"
+    assert again.data.tags["ablation.variant"] == "other"
+    experiment_id = again.info.experiment_id
+    assert len(_children(client, experiment_id, tracker.parent_run_id or "")) == 3
+
+
+def test_name_and_tags_survive_an_outage_backfill(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = build_study(n_trials=3, name="named-outage")
+    tracker = StudyTracker(store, "named-outage", {}, device="cpu")
+    parent_id = tracker.start()
+    real_create = tracker._client.create_run
+    monkeypatch.setattr(tracker._client, "create_run", _down)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for record in study.records:
+            name = f"variant · seed {record.number}"
+            assert not tracker.log_trial(record, run_name=name, tags={"ablation.seed": "7"})
+    assert tracker.pending == [0, 1, 2]
+
+    monkeypatch.setattr(tracker._client, "create_run", real_create)
+    assert tracker.finish(study.records, study.summary)  # the backfill writes them
+    client = MlflowClient(store)
+    children = _children(client, client.get_run(parent_id).info.experiment_id, parent_id)
+    assert sorted(r.info.run_name for r in children) == [f"variant · seed {n}" for n in (0, 1, 2)]
+    assert all(r.data.tags["ablation.seed"] == "7" for r in children)
+    assert all(r.data.tags["fsnas.logged"] == "true" for r in children)
+
+
+def test_a_half_created_child_gets_its_name_and_tags(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pattern of tests/reliability: create_run reaches the store, its answer does not
+    study = build_study(n_trials=1, name="named-lost-answer")
+    tracker = StudyTracker(store, "named-lost-answer", {}, device="cpu")
+    tracker.start()
+    real_create = tracker._client.create_run
+
+    def created_then_cut(*args: Any, **kwargs: Any) -> Any:
+        kwargs["run_name"] = "left by the first attempt"
+        real_create(*args, **kwargs)
+        return _down()
+
+    monkeypatch.setattr(tracker._client, "create_run", created_then_cut)
+    record = study.records[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not tracker.log_trial(record, run_name="base · seed 0", tags={"ablation.x": "1"})
+    monkeypatch.setattr(tracker._client, "create_run", real_create)
+    assert tracker.finish(study.records, study.summary)
+    run = MlflowClient(store).get_run(tracker.child_run_id(0) or "")
+    assert run.info.run_name == "base · seed 0"
+    assert run.data.tags["ablation.x"] == "1"
+    assert run.data.tags["fsnas.logged"] == "true"
+
+
+def test_parent_metrics_and_tags(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracker = StudyTracker(store, "parent-summary", {}, device="cpu")
+    assert not tracker.log_parent({"a": 1.0}, {"b": "c"})  # before start: nothing to log to
+    parent_id = tracker.start()
+    metrics = {f"variant{i}.val_accuracy_mean": i / 1000 for i in range(1500)}  # > one batch
+    metrics["base.p_value"] = math.nan
+    metrics["base.diff"] = math.inf
+    metrics["odd(name)"] = 2.5
+    real_log_batch = tracker._client.log_batch
+    batch_sizes: list[int] = []
+
+    def counting(run_id: str, **kwargs: Any) -> Any:
+        batch_sizes.append(len(kwargs.get("metrics", ())))
+        return real_log_batch(run_id, **kwargs)
+
+    monkeypatch.setattr(tracker._client, "log_batch", counting)
+    assert tracker.log_parent(metrics, {"ablation.base": "base", "ablation.metric": "acc"})
+    assert max(batch_sizes) <= 1000 and sum(batch_sizes) == 1501  # MLflow's per-call limit
+
+    run = MlflowClient(store).get_run(parent_id)
+    logged = run.data.metrics
+    assert logged["variant1499.val_accuracy_mean"] == pytest.approx(1.499)
+    assert sum(k.startswith("variant") for k in logged) == 1500
+    assert "base.p_value" not in logged and "base.diff" not in logged  # non-finite: dropped
+    assert logged["odd_name_"] == 2.5
+    assert run.data.tags["ablation.base"] == "base"
+    assert run.data.tags["ablation.metric"] == "acc"
+
+
+def test_parent_metrics_on_a_store_that_is_down_warn_and_return_false(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = StudyTracker(store, "parent-down", {}, device="cpu")
+    tracker.start()
+    monkeypatch.setattr(tracker._client, "log_batch", _down)
+    with pytest.warns(RuntimeWarning, match="Connection refused"):
+        assert not tracker.log_parent({"a": 1.0}, {"b": "c"})
+
+
+def test_register_model_versions_an_alias_and_finite_metrics(store: str, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "spec.json").write_text("{}")
+    metrics = {"test_accuracy": 0.9, "test_loss": math.nan}
+    first = register_model(
+        store, bundle, name="reg-model", experiment="reg", alias="champion", metrics=metrics
+    )
+    assert first == "reg-model v1 (alias champion)"
+    second = register_model(
+        store,
+        bundle,
+        name="reg-model",
+        experiment="reg",
+        alias="candidate",
+        tags={"fsnas.trial": "3"},
+    )
+    assert second == "reg-model v2 (alias candidate)"
+
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    version = client.get_model_version_by_alias("reg-model", "champion")
+    assert str(version.version) == "1"
+    run = client.get_run(str(version.run_id))
+    assert run.info.run_name == "export reg-model"
+    assert run.data.tags["fsnas.role"] == "export" and run.data.tags["fsnas.study"] == "reg"
+    assert run.data.metrics == {"test_accuracy": 0.9}  # NaN dropped
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "bundle")} == {
+        "bundle/spec.json"
+    }
+    candidate = client.get_model_version_by_alias("reg-model", "candidate")
+    assert client.get_run(str(candidate.run_id)).data.tags["fsnas.trial"] == "3"

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from dashboards.records import Objective, TrialRecord
-from nas import ablation
+from nas import ablation, ablation_report, ablation_run
 from nas.ablation import AblationError, AblationPlan, Variant
-from nas.search import TrialSettings
-from search_spaces import ArchSpec, Branch, ConvBlock, Head, resolve_height, validate
+from nas.trial import TrialSettings
+from search_spaces import ArchSpec, Branch, ConvBlock, Head, anchors, resolve_height, validate
 from trainers.featureset import FeatureConfig, FeatureSet, Split
 from trainers.result import TrainConfig
 
@@ -147,13 +147,17 @@ def test_vgg_to_vertical_walks_from_vgg_to_one_vertical_layer(n_mels: int, n_fra
         first = v.spec.body[0]
         assert first.height == v.factor_value("frequency_height")
         # the walk's rule: the stack sees the whole frequency axis, unless capped at 0.9M
-        rf = ablation.receptive_field_height(v.spec, n_mels)
+        rf = anchors.receptive_field_height(v.spec, n_mels)
         assert rf >= n_mels or first.height == cap
         if first.height > 3:
-            smaller = ablation._vgg_stack(
-                first.height - 1, len(v.spec.body), n_mels, n_frames, 32, 3
+            smaller = anchors.vgg_spec(
+                len(v.spec.body),
+                32,
+                first_height=first.height - 1,
+                width=3,
+                input_shape=(n_mels, n_frames),
             )
-            assert ablation.receptive_field_height(smaller, n_mels) < n_mels
+            assert anchors.receptive_field_height(smaller, n_mels) < n_mels
     # one controlled change per step: channels, widths and head are the same along the walk
     for v in variants[:-1]:
         layers = [*v.spec.frontend, *v.spec.body]
@@ -181,7 +185,7 @@ def test_vgg_to_vertical_on_fsdd_input_has_known_heights() -> None:
     # already at width 7, the walk ends at the anchor without a duplicate step
     wide = ablation.vgg_to_vertical(64, 101, channels=8, width=7)
     assert [v.name for v in wide][-2:] == ["depth2 57x7", "vertical 0.9Mx7"]
-    assert ablation.receptive_field_height(variants[0].spec, 64) == 78
+    assert anchors.receptive_field_height(variants[0].spec, 64) == 78
     assert {b.channels for v in variants for b in (*v.spec.body, *v.spec.frontend)} == {8}
 
 
@@ -228,7 +232,7 @@ def test_aggregate_matches_closed_form_values() -> None:
     base_acc, wide_acc = [0.80, 0.83, 0.83], [0.90, 0.92, 0.94]
     records = [_record(i, a, 100) for i, a in enumerate(base_acc)]
     records += [_record(3 + i, a, 200) for i, a in enumerate(wide_acc)]
-    base, wide = ablation.aggregate(plan, records, "test_accuracy")
+    base, wide = ablation_report.aggregate(plan, records, "test_accuracy")
     s = wide.values["test_accuracy"]
     assert (s.n, s.mean, s.std) == (3, pytest.approx(0.92), pytest.approx(0.02))
     assert s.half_width == pytest.approx(T975_DF2 * 0.02 / math.sqrt(3), rel=1e-9)
@@ -251,7 +255,7 @@ def test_aggregate_pairs_only_seeds_both_completed() -> None:
     records = [_record(i, a, 100) for i, a in enumerate([0.80, 0.83, 0.83])]
     records += [_record(3, 0.90, 200), _record(4, 0.92, 200), _record(5, None, 200, "oom")]
     records[5].reason = "CUDA out of memory"
-    _, wide = ablation.aggregate(plan, records, "test_accuracy")
+    _, wide = ablation_report.aggregate(plan, records, "test_accuracy")
     assert wide.seeds == (0, 1) and wide.failures == ("seed 2: oom: CUDA out of memory",)
     # differences 0.10, 0.09 over seeds 0 and 1: mean 0.095, sd sqrt(0.00005), t = 19 (df 1):
     # p = 1 - (2/π)·atan(19)
@@ -266,10 +270,12 @@ def test_aggregate_one_seed_has_no_interval_and_no_comparison() -> None:
     plan = AblationPlan(
         "one", (Variant("base", BASE, is_base=True), Variant("b", BASE.replace(name="b"))), (0,)
     )
-    stats = ablation.aggregate(plan, [_record(0, 0.5, 1), _record(1, 0.6, 2)], "test_accuracy")
+    stats = ablation_report.aggregate(
+        plan, [_record(0, 0.5, 1), _record(1, 0.6, 2)], "test_accuracy"
+    )
     assert math.isnan(stats[1].values["test_accuracy"].ci_low)
     assert stats[1].versus_base == {}
-    table = ablation.ablation_table(stats, "test_accuracy")
+    table = ablation_report.ablation_table(stats, "test_accuracy")
     assert "0.6000" in table
 
 
@@ -277,14 +283,16 @@ def test_table_csv_and_summary_rows(tmp_path: Path) -> None:
     plan = _two_variant_plan()
     records = [_record(i, a, 100) for i, a in enumerate([0.80, 0.83, 0.83])]
     records += [_record(3 + i, a, 200) for i, a in enumerate([0.90, 0.92, 0.94])]
-    stats = ablation.aggregate(plan, records, "test_accuracy")
-    table = ablation.ablation_table(stats, "test_accuracy", "estimated", seeds=3)
+    stats = ablation_report.aggregate(plan, records, "test_accuracy")
+    table = ablation_report.ablation_table(stats, "test_accuracy", "estimated", seeds=3)
     wide_line = next(line for line in table.splitlines() if line.startswith("wide"))
     hw = T975_DF2 * 0.02 / math.sqrt(3)
     assert f"0.9200 [{0.92 - hw:.4f}, {0.92 + hw:.4f}]" in wide_line
     assert "+0.1000 [+0.0752, +0.1248]" in wide_line and "3/3" in wide_line
     assert "(base)" in table and "* VRAM estimated" in table
-    path = ablation.write_ablation_csv(tmp_path / "ablation.csv", plan, stats, "test_accuracy")
+    path = ablation_report.write_ablation_csv(
+        tmp_path / "ablation.csv", plan, stats, "test_accuracy"
+    )
     rows = list(csv.DictReader(path.open()))
     assert [r["variant"] for r in rows] == ["base", "wide"]
     assert rows[0]["channels"] == "" and rows[1]["n"] == "3"
@@ -296,13 +304,15 @@ def test_table_csv_and_summary_rows(tmp_path: Path) -> None:
 def test_plot_points_x_is_the_factor_value_or_a_study_variant_name() -> None:
     plan = ablation.factor_plan(BASE, "channels", [8], [0])
     records = [_record(0, 0.5, 1), _record(1, 0.6, 2)]
-    points = ablation.plot_points(
-        plan, ablation.aggregate(plan, records, "test_accuracy"), "test_accuracy"
+    points = ablation_report.plot_points(
+        plan, ablation_report.aggregate(plan, records, "test_accuracy"), "test_accuracy"
     )
     assert [(p.x, p.is_base) for p in points] == [("base", True), ("8", False)]
     assert points[1].values["test_accuracy"].mean == 0.6
     study = ablation.study_plan("vgg-to-vertical", 64, 101, [0])
-    points = ablation.plot_points(study, ablation.aggregate(study, [], "test_accuracy"), "m")
+    points = ablation_report.plot_points(
+        study, ablation_report.aggregate(study, [], "test_accuracy"), "m"
+    )
     assert [p.x for p in points] == [v.name for v in study.variants]
     assert all(not p.values for p in points)
 
@@ -331,10 +341,10 @@ SMALL = ArchSpec(body=(ConvBlock(3, 3, 4, pool=(2, 2)),), head=Head())
 def test_ablation_trial_sets_the_seed() -> None:
     data = _features()
     config = {"spec": SMALL.to_dict(), "seed": 7}
-    record = ablation.record_for(
+    record = ablation_run.record_for(
         AblationPlan("s", (Variant("v", SMALL, is_base=True),), (7,)),
         ablation.PlannedTrial(0, 0, 7),
-        ablation.ablation_trial(config, data, SETTINGS),
+        ablation_run.ablation_trial(config, data, SETTINGS),
         "",
     )
     assert record.status == "complete", record.reason
@@ -343,7 +353,7 @@ def test_ablation_trial_sets_the_seed() -> None:
 
 def test_crashed_trial_becomes_a_failed_record() -> None:
     plan = AblationPlan("s", (Variant("v", SMALL, is_base=True),), (0,))
-    record = ablation.record_for(plan, plan.trials()[0], None, "crashed worker: boom")
+    record = ablation_run.record_for(plan, plan.trials()[0], None, "crashed worker: boom")
     assert (record.status, record.reason) == ("failed", "crashed worker: boom")
     assert record.spec == SMALL.to_dict()
 
@@ -359,9 +369,9 @@ def test_run_ablation_in_process_logs_one_parent_and_a_child_per_trial(tmp_path:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = StudyTracker(uri, plan.name, {"ablation": plan.name}, kind="ablation")
     tracker.start()
-    outcome = ablation.run_ablation(
+    outcome = ablation_run.run_ablation(
         plan,
-        ablation.local_runner(data, SETTINGS),
+        ablation_run.local_runner(data, SETTINGS),
         metric="test_accuracy",
         out_dir=tmp_path / "out",
         tracker=tracker,
@@ -384,7 +394,8 @@ def test_run_ablation_in_process_logs_one_parent_and_a_child_per_trial(tmp_path:
     assert len(parents) == 1 and len(children) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert sorted(
-        (r.data.tags[ablation.TAG_VARIANT], r.data.tags[ablation.TAG_SEED]) for r in children
+        (r.data.tags[ablation_run.TAG_VARIANT], r.data.tags[ablation_run.TAG_SEED])
+        for r in children
     ) == [
         ("channels=4", "0"),
         ("channels=4", "1"),
@@ -398,7 +409,7 @@ def test_run_ablation_in_process_logs_one_parent_and_a_child_per_trial(tmp_path:
     assert parents[0].data.tags["ablation.base"] == "channels=4"
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"ablation.csv", "ablation_metric.html", "ablation_plane.png"} <= artifacts
-    summary = json.loads((tmp_path / "out" / ablation.SUMMARY_JSON).read_text())
+    summary = json.loads((tmp_path / "out" / ablation_report.SUMMARY_JSON).read_text())
     assert summary["variants"][1]["n"] == 2
 
 

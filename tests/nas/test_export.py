@@ -304,13 +304,14 @@ def test_loader_needs_no_search_machinery(bundle_dir: Path) -> None:
 def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, FeatureSet]:
     """Two CPU trials of the tone data stored in a SQLite Optuna study, as ``fsnas search`` does.
 
-    Each trial runs through the search's own trial function (``nas.search.run_trial``); only
+    Each trial runs through the search's own trial function (``nas.trial.run_trial``); only
     Ray is left out: its backend's sole storage work is these user attributes and ``tell``.
     """
     import optuna
 
     from nas.config import StudyConfig
-    from nas.search import RECORD_ATTR, TrialSettings, open_storage, record_from_result, run_trial
+    from nas.study import RECORD_ATTR, open_storage
+    from nas.trial import TrialSettings, record_from_result, run_trial
 
     folder = tmp_path_factory.mktemp("study")
     data = tone_bundle(tmp_path_factory).data
@@ -348,7 +349,7 @@ def test_fsnas_export_study_retrains_the_trial_exactly(
 ) -> None:
     import nas.search
     from nas.cli import main
-    from nas.search import load_records, open_storage
+    from nas.study import load_records, open_storage
 
     config, data = tiny_study
     monkeypatch.setattr(nas.search, "load_study_features", lambda cfg: data)

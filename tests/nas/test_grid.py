@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from nas.config import from_dict
-from nas.search import AskTellGridSampler, SearchError, make_sampler
+from nas.study import AskTellGridSampler, SearchError, make_sampler
 from search_spaces.space import SearchSpace
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.search import STATUS_ATTR, load_study
+from nas.search import load_study
+from nas.study import STATUS_ATTR
 from tests.nas._study import tiny_config, write_config
 
 FSNAS = [sys.executable, "-m", "nas.cli"]
@@ -74,7 +75,7 @@ def test_sigkill_then_rerun_completes_the_study(tmp_path: Path) -> None:
 def test_a_resumed_study_draws_new_architectures_reproducibly(sampler: str) -> None:
     """The first run's seed, reused on resume, would propose the trials already trained."""
     from nas.config import from_dict
-    from nas.search import make_sampler, sampler_seed
+    from nas.study import make_sampler, sampler_seed
     from search_spaces.space import SearchSpace
 
     config = from_dict({"search": {"sampler": sampler, "seed": 3, "trials": 40}})

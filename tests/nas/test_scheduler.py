@@ -12,15 +12,9 @@ from dashboards.records import Objective, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, from_dict
 from nas.ray_backend import FsnasOptunaSearch, ParetoAshaScheduler, TrialLedger
-from nas.search import (
-    FINAL_KEY,
-    NATIVE_CONSTRAINTS,
-    RECORD_JSON_KEY,
-    STATUS_ATTR,
-    early_stopping_notice,
-    load_records,
-    summarise,
-)
+from nas.search import early_stopping_notice, summarise
+from nas.study import NATIVE_CONSTRAINTS, STATUS_ATTR, load_records
+from nas.trial import FINAL_KEY, RECORD_JSON_KEY
 
 MAX_MIN = ["maximize", "minimize"]
 OBJECTIVES = [Objective("val_accuracy", "maximize"), Objective("train_vram_mb", "minimize")]
@@ -194,7 +188,7 @@ def test_early_stopped_low_cost_trial_never_reaches_the_front(
 @pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
 def test_constraint_reaches_the_sampler(sampler: str) -> None:
     from nas.config import load_config
-    from nas.search import make_sampler
+    from nas.study import make_sampler
 
     config = load_config(None, {"search.sampler": sampler, "search.max_train_vram_mb": 200.0})
     records: list[TrialRecord] = []
@@ -233,7 +227,8 @@ def test_trial_resources_cpu_fixed_and_auto(tmp_path: Any) -> None:
 
     from nas.config import from_dict
     from nas.ray_backend import trial_resources
-    from nas.search import SearchError, TrialSettings
+    from nas.study import SearchError
+    from nas.trial import TrialSettings
     from search_spaces.spec import ArchSpec, Branch
     from trainers.featureset import FeatureConfig, FeatureSet, Split
     from trainers.result import TrainConfig
@@ -318,7 +313,7 @@ def _two_point_searcher(
 
 
 def test_repeated_designs_are_answered_from_their_twin_not_trained() -> None:
-    from nas.search import DUPLICATE_ATTR, MAX_REDRAWS, count_repeats
+    from nas.study import DUPLICATE_ATTR, MAX_REDRAWS, count_repeats
 
     storage = optuna.storages.InMemoryStorage()
     records: list[TrialRecord] = []

@@ -13,21 +13,9 @@ import pytest
 from dashboards.records import Objective
 from nas.cli import main
 from nas.config import ConfigError, from_dict
-from nas.search import (
-    INITIAL_SPEC_ATTR,
-    RECORD_ATTR,
-    RECORD_JSON_KEY,
-    TrialSettings,
-    build_space,
-    close_orphans,
-    enqueue_initial,
-    gpu_share,
-    initial_params,
-    load_study,
-    load_study_features,
-    record_from_result,
-    run_trial,
-)
+from nas.search import build_space, initial_params, load_study, load_study_features
+from nas.study import INITIAL_SPEC_ATTR, RECORD_ATTR, close_orphans, enqueue_initial
+from nas.trial import RECORD_JSON_KEY, TrialSettings, gpu_share, record_from_result, run_trial
 from search_spaces.spec import ArchSpec, Branch, ConvBlock, Head
 from tests.nas._study import tiny_config, write_config
 from trainers.result import TrainConfig
@@ -258,7 +246,7 @@ def test_enqueued_designs_run_first_and_never_twice() -> None:
 def test_repeated_proposals_are_not_trained_through_ray(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nas.search import MAX_REDRAWS
+    from nas.study import MAX_REDRAWS
 
     monkeypatch.chdir(tmp_path)
     # a space of exactly two designs (with or without input batch norm)

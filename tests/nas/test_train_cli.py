@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import trainers.features
+from dashboards import mlflow_store
 from nas.cli import main
-from nas.commands import train as train_command
 from search_spaces import ArchSpec, Branch, Head
 from trainers.featureset import FeatureConfig, FeatureSet, Split
 
@@ -48,7 +48,7 @@ def toy_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
 
     monkeypatch.setattr(trainers.features, "load_features", fake_load_features)
     # MLflow logging has its own test below; the others leave tracking off
-    monkeypatch.setattr(train_command, "_tracking_uri", lambda cli_value: None)
+    monkeypatch.setattr(mlflow_store, "checked_tracking_uri", lambda cli_value: None)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield calls

@@ -9,14 +9,8 @@ import pytest
 from dashboards.records import CHECKPOINT_KEY, TrialRecord
 from nas.config import ConfigError, StudyConfig, from_dict
 from nas.ray_backend import TrialLedger, WeightStore, build_record
-from nas.search import (
-    FINAL_KEY,
-    RECORD_JSON_KEY,
-    STATUS_ATTR,
-    tidy_weights,
-    weights_filename,
-    weights_folder,
-)
+from nas.study import STATUS_ATTR, tidy_weights, weights_filename, weights_folder
+from nas.trial import FINAL_KEY, RECORD_JSON_KEY
 
 
 def _final(status: str) -> dict[str, object]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from nas.search import STATUS_ATTR
+from nas.study import STATUS_ATTR
 
 FSNAS = [sys.executable, "-m", "nas.cli"]
 

@@ -104,7 +104,7 @@ KILLED_ATTEMPTS = (1, 3, 4)
 def _killing_trainable(markers: Path) -> Any:
     """Return a Ray trainable that SIGKILLs its own worker on the attempts in KILLED_ATTEMPTS."""
     from nas import ray_backend
-    from nas.search import run_trial
+    from nas.trial import run_trial
 
     def trainable(config: dict[str, Any], data: Any, settings: Any, store: Any = None) -> None:
         attempt = 1

@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from dashboards import tracking
-from dashboards.tracking import FINISH_WAIT_ENV, StudyTracker, TrackingError
+from dashboards.mlflow_store import TrackingError
+from dashboards.tracking import FINISH_WAIT_ENV, StudyTracker
 from tests.dashboards.conftest import build_study
 
 
