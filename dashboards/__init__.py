@@ -7,32 +7,31 @@ The public API, imported lazily (MLflow, plotly and matplotlib load only when a 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-# public name -> the module that defines it
+# public name -> the module of dashboards that defines it
 _EXPORTS = {
-    "VariantPoint": "dashboards.ablation_plots",
-    "write_ablation_plots": "dashboards.ablation_plots",
-    "write_pareto_json": "dashboards.artifacts",
-    "write_study_artifacts": "dashboards.artifacts",
-    "write_trials_csv": "dashboards.artifacts",
-    "TrackingError": "dashboards.mlflow_store",
-    "checked_tracking_uri": "dashboards.mlflow_store",
-    "resolve_tracking_uri": "dashboards.mlflow_store",
-    "hypervolume_figure": "dashboards.plots",
-    "pareto_figure": "dashboards.plots",
-    "CHECKPOINT_KEY": "dashboards.records",
-    "TRIAL_STATUSES": "dashboards.records",
-    "Objective": "dashboards.records",
-    "StudySummary": "dashboards.records",
-    "TrialRecord": "dashboards.records",
-    "best_record": "dashboards.records",
-    "json_ready": "dashboards.records",
-    "register_model": "dashboards.registry",
-    "StudyTracker": "dashboards.tracking",
-    "log_single_run": "dashboards.tracking",
-    "mlflow_key": "dashboards.tracking",
+    "VariantPoint": "ablation_plots",
+    "write_ablation_plots": "ablation_plots",
+    "write_pareto_json": "artifacts",
+    "write_study_artifacts": "artifacts",
+    "write_trials_csv": "artifacts",
+    "TrackingError": "mlflow_store",
+    "checked_tracking_uri": "mlflow_store",
+    "resolve_tracking_uri": "mlflow_store",
+    "hypervolume_figure": "plots",
+    "pareto_figure": "plots",
+    "CHECKPOINT_KEY": "records",
+    "TRIAL_STATUSES": "records",
+    "Objective": "records",
+    "StudySummary": "records",
+    "TrialRecord": "records",
+    "best_record": "records",
+    "json_ready": "records",
+    "register_model": "registry",
+    "StudyTracker": "tracking",
+    "log_single_run": "tracking",
+    "mlflow_key": "tracking",
 }
 
 __all__ = [
@@ -61,7 +60,34 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # each submodule imported by a fixed statement (no import by computed name)
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dashboards' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    if module == "ablation_plots":
+        from dashboards import ablation_plots
+
+        return getattr(ablation_plots, name)
+    if module == "artifacts":
+        from dashboards import artifacts
+
+        return getattr(artifacts, name)
+    if module == "mlflow_store":
+        from dashboards import mlflow_store
+
+        return getattr(mlflow_store, name)
+    if module == "plots":
+        from dashboards import plots
+
+        return getattr(plots, name)
+    if module == "records":
+        from dashboards import records
+
+        return getattr(records, name)
+    if module == "registry":
+        from dashboards import registry
+
+        return getattr(registry, name)
+    if module == "tracking":
+        from dashboards import tracking
+
+        return getattr(tracking, name)
+    raise AttributeError(f"module 'dashboards' has no attribute {name!r}")

@@ -7,46 +7,45 @@ how one trial travels through them are in ``docs/architecture.md``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it
+# public name -> the module of nas that defines it
 _EXPORTS = {
-    "AblationError": "nas.ablation",
-    "AblationPlan": "nas.ablation",
-    "factor_plan": "nas.ablation",
-    "study_plan": "nas.ablation",
-    "AblationOutcome": "nas.ablation_report",
-    "ablation_table": "nas.ablation_report",
-    "local_runner": "nas.ablation_run",
-    "ray_runner": "nas.ablation_run",
-    "run_ablation": "nas.ablation_run",
-    "BundleError": "nas.bundle",
-    "ExportedModel": "nas.bundle",
-    "load_exported": "nas.bundle",
-    "ConfigError": "nas.config",
-    "StudyConfig": "nas.config",
-    "load_config": "nas.config",
-    "ExportError": "nas.export",
-    "export_bundle": "nas.export",
-    "export_from_study": "nas.export",
-    "select_trial": "nas.export",
-    "SelectionError": "nas.pareto",
-    "hypervolume": "nas.pareto",
-    "knee_point": "nas.pareto",
-    "pareto_front": "nas.pareto",
-    "select": "nas.pareto",
-    "SearchOutcome": "nas.search",
-    "load_study": "nas.search",
-    "outcome_text": "nas.search",
-    "run_search": "nas.search",
-    "SearchError": "nas.study",
-    "StoredStudy": "nas.study",
-    "read_study": "nas.study",
-    "TrialSettings": "nas.trial",
-    "run_trial": "nas.trial",
+    "AblationError": "ablation",
+    "AblationPlan": "ablation",
+    "factor_plan": "ablation",
+    "study_plan": "ablation",
+    "AblationOutcome": "ablation_report",
+    "ablation_table": "ablation_report",
+    "local_runner": "ablation_run",
+    "ray_runner": "ablation_run",
+    "run_ablation": "ablation_run",
+    "BundleError": "bundle",
+    "ExportedModel": "bundle",
+    "load_exported": "bundle",
+    "ConfigError": "config",
+    "StudyConfig": "config",
+    "load_config": "config",
+    "ExportError": "export",
+    "export_bundle": "export",
+    "export_from_study": "export",
+    "select_trial": "export",
+    "SelectionError": "pareto",
+    "hypervolume": "pareto",
+    "knee_point": "pareto",
+    "pareto_front": "pareto",
+    "select": "pareto",
+    "SearchOutcome": "search",
+    "load_study": "search",
+    "outcome_text": "search",
+    "run_search": "search",
+    "SearchError": "study",
+    "StoredStudy": "study",
+    "read_study": "study",
+    "TrialSettings": "trial",
+    "run_trial": "trial",
 }
 
 __all__ = [
@@ -88,7 +87,46 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # each submodule imported by a fixed statement (no import by computed name)
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nas' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    if module == "ablation":
+        from nas import ablation
+
+        return getattr(ablation, name)
+    if module == "ablation_report":
+        from nas import ablation_report
+
+        return getattr(ablation_report, name)
+    if module == "ablation_run":
+        from nas import ablation_run
+
+        return getattr(ablation_run, name)
+    if module == "bundle":
+        from nas import bundle
+
+        return getattr(bundle, name)
+    if module == "config":
+        from nas import config
+
+        return getattr(config, name)
+    if module == "export":
+        from nas import export
+
+        return getattr(export, name)
+    if module == "pareto":
+        from nas import pareto
+
+        return getattr(pareto, name)
+    if module == "search":
+        from nas import search
+
+        return getattr(search, name)
+    if module == "study":
+        from nas import study
+
+        return getattr(study, name)
+    if module == "trial":
+        from nas import trial
+
+        return getattr(trial, name)
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")

@@ -6,47 +6,46 @@ so the CLI starts fast): ``from trainers import fit, load_features, TrainConfig`
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-# public name -> the module that defines it (the one place each is listed)
+# public name -> the module of trainers that defines it
 _EXPORTS = {
-    "read_audio": "trainers.audio",
-    "CheckpointError": "trainers.checkpoint",
-    "load_checkpoint": "trainers.checkpoint",
-    "save_checkpoint": "trainers.checkpoint",
-    "CostReport": "trainers.cost",
-    "cost_report": "trainers.cost",
-    "estimate_train_vram": "trainers.cost_vram",
-    "measure_infer_vram": "trainers.cost",
-    "measure_latency_ms": "trainers.cost",
-    "measure_train_vram": "trainers.cost",
-    "CostError": "trainers.cost_vram",
-    "VramEstimate": "trainers.cost_vram",
-    "estimate_infer_vram": "trainers.cost_vram",
-    "AudioDecodeError": "trainers.errors",
-    "BadAudioError": "trainers.errors",
-    "CacheError": "trainers.errors",
-    "DataError": "trainers.errors",
-    "load_features": "trainers.features",
-    "waveform_to_features": "trainers.features",
-    "TASKS": "trainers.featureset",
-    "FeatureConfig": "trainers.featureset",
-    "FeatureSet": "trainers.featureset",
-    "Split": "trainers.featureset",
-    "Task": "trainers.featureset",
-    "PRIMARY_METRIC": "trainers.metrics",
-    "task_metrics": "trainers.metrics",
-    "TrainConfig": "trainers.result",
-    "TrialResult": "trainers.result",
-    "KINDS": "trainers.sources",
-    "Source": "trainers.sources",
-    "open_source": "trainers.sources",
-    "parse_data_arg": "trainers.sources",
-    "TrainError": "trainers.train",
-    "check_train_config": "trainers.train",
-    "fit": "trainers.train",
-    "resolve_device": "trainers.train",
+    "read_audio": "audio",
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "CostReport": "cost",
+    "cost_report": "cost",
+    "estimate_train_vram": "cost_vram",
+    "measure_infer_vram": "cost",
+    "measure_latency_ms": "cost",
+    "measure_train_vram": "cost",
+    "CostError": "cost_vram",
+    "VramEstimate": "cost_vram",
+    "estimate_infer_vram": "cost_vram",
+    "AudioDecodeError": "errors",
+    "BadAudioError": "errors",
+    "CacheError": "errors",
+    "DataError": "errors",
+    "load_features": "features",
+    "waveform_to_features": "features",
+    "TASKS": "featureset",
+    "FeatureConfig": "featureset",
+    "FeatureSet": "featureset",
+    "Split": "featureset",
+    "Task": "featureset",
+    "PRIMARY_METRIC": "metrics",
+    "task_metrics": "metrics",
+    "TrainConfig": "result",
+    "TrialResult": "result",
+    "KINDS": "sources",
+    "Source": "sources",
+    "open_source": "sources",
+    "parse_data_arg": "sources",
+    "TrainError": "train",
+    "check_train_config": "train",
+    "fit": "train",
+    "resolve_device": "train",
 }
 
 __all__ = [
@@ -90,7 +89,50 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # each submodule imported by a fixed statement (no import by computed name)
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trainers' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    if module == "audio":
+        from trainers import audio
+
+        return getattr(audio, name)
+    if module == "checkpoint":
+        from trainers import checkpoint
+
+        return getattr(checkpoint, name)
+    if module == "cost":
+        from trainers import cost
+
+        return getattr(cost, name)
+    if module == "cost_vram":
+        from trainers import cost_vram
+
+        return getattr(cost_vram, name)
+    if module == "errors":
+        from trainers import errors
+
+        return getattr(errors, name)
+    if module == "features":
+        from trainers import features
+
+        return getattr(features, name)
+    if module == "featureset":
+        from trainers import featureset
+
+        return getattr(featureset, name)
+    if module == "metrics":
+        from trainers import metrics
+
+        return getattr(metrics, name)
+    if module == "result":
+        from trainers import result
+
+        return getattr(result, name)
+    if module == "sources":
+        from trainers import sources
+
+        return getattr(sources, name)
+    if module == "train":
+        from trainers import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'trainers' has no attribute {name!r}")
