@@ -1,9 +1,12 @@
 """``make bench``: run every benchmark, write its JSON and the summary table SUMMARY.md.
 
 CPU parts (<= 20 minutes on the 2-core machine): the VRAM estimator against DESIGN.md's
-measured anchors, features first run versus cache, framework overhead, search efficiency. The
-GPU parts (``gpu_bench.py``) run where CUDA is available; without it they report "not run",
-and an earlier GPU result in the results folder is kept rather than overwritten by "not run".
+measured anchors, features first run versus cache, framework overhead, search efficiency; and
+throughput (fsnas per-trial cost against Ray Tune's and Optuna's floors, 2000 trials per
+part: roughly an hour more on 2 cores; ``--only`` leaves it out, ``throughput.py --trials``
+sizes it). The GPU parts (``gpu_bench.py``) run where CUDA is available; without it they
+report "not run", and an earlier GPU result in the results folder is kept rather than
+overwritten by "not run".
 
 Usage: python benchmarks/run_all.py [--only NAME ...] [--quick] [--summary-only] [--out-dir DIR]
 """
@@ -27,6 +30,7 @@ import features_bench
 import gpu_bench
 import overhead
 import search_efficiency
+import throughput
 import vram_estimator
 
 # result file name -> what it measures, in the table's order
@@ -35,6 +39,7 @@ RESULT_NAMES: dict[str, str] = {
     "features": "features",
     "overhead": "framework overhead",
     "search_efficiency": "search efficiency",
+    "throughput": "throughput vs Ray/Optuna floors",
     "gpu_bench": "GPU",
 }
 
@@ -93,6 +98,7 @@ STEPS: dict[str, Callable[[Path | None, bool], int]] = {
     "features": lambda out, quick: features_bench.main([*_quick(quick), *_out(out)]),
     "overhead": lambda out, quick: overhead.main([*_quick(quick), *_out(out)]),
     "search_efficiency": lambda out, quick: search_efficiency.main([*_quick(quick), *_out(out)]),
+    "throughput": lambda out, quick: throughput.main([*_quick(quick), *_out(out)]),
     "gpu_bench": run_gpu,
 }
 

@@ -67,7 +67,7 @@ def run_study(job: dict[str, Any]) -> dict[str, Any]:
 
     from nas.config import load_config
     from nas.search import build_space, load_study_features
-    from nas.study import MAX_REDRAWS, RepeatGuard, make_sampler, tell_record
+    from nas.study import MAX_REDRAWS, RepeatGuard, make_sampler, redraw_sampler, tell_record
     from nas.trial import TrialSettings, record_from_result, run_trial
 
     torch.set_num_threads(1)
@@ -92,8 +92,9 @@ def run_study(job: dict[str, Any]) -> dict[str, Any]:
         for _ in range(MAX_REDRAWS):
             if not repeats.answer(trial):
                 break
-            trial = study.ask()
-            spec = space.sample(trial)
+            with redraw_sampler(study, trial.number):
+                trial = study.ask()
+                spec = space.sample(trial)
         final = run_trial({"spec": spec.to_dict()}, data, settings, None, "cpu")
         record = record_from_result(final, trial.number)
         assert record is not None  # run_trial always returns its record

@@ -242,6 +242,88 @@ def knee_record(
     return None if k is None else cands[k]
 
 
+class RunningFront:
+    """The Pareto front, best record and hypervolume of records added one at a time.
+
+    After any sequence of ``add`` calls, ``front``, ``best`` and ``hypervolume()`` equal
+    ``front_records``, ``best_record`` and ``records_hypervolume`` over the records added so
+    far, at O(front) per record instead of O(n) or more: a new candidate is either dominated
+    by a front member or joins and evicts the members it dominates. The reference point is
+    ``reference`` when given, else ``default_reference`` over every candidate so far, kept as
+    running extremes; the hypervolume is recomputed only when the front or the reference changed.
+    """
+
+    def __init__(
+        self, objectives: Sequence[Objective], reference: dict[str, float] | None = None
+    ) -> None:
+        self.objectives = list(objectives)
+        self._dirs = [o.direction for o in self.objectives]
+        self._fixed = None if reference is None else [float(reference[o.name]) for o in objectives]
+        # front members in the order they were added, with their minimisation copies
+        self._members: list[tuple[TrialRecord, tuple[float, ...]]] = []
+        # per objective: the lowest maximised value (from 0) or the highest minimised one
+        self._extremes: list[float | None] = [0.0 if d == "maximize" else None for d in self._dirs]
+        self.best: TrialRecord | None = None
+        self._hv: float | None = 0.0  # None: the front or the reference changed since
+
+    def add(self, record: TrialRecord) -> bool:
+        """Add a finished record; return True when it joined the front (a candidate only)."""
+        if not front_candidates([record], self.objectives):
+            return False
+        values = [float(record.objectives[o.name]) for o in self.objectives]
+        for k, (v, d) in enumerate(zip(values, self._dirs)):
+            worst = self._extremes[k]
+            if worst is None or (v < worst if d == "maximize" else v > worst):
+                self._extremes[k] = v
+                if self._fixed is None:  # the default reference moved
+                    self._hv = None
+        self.best = best_record([r for r in (self.best, record) if r is not None], self.objectives)
+        (point,) = _check([values], self._dirs)
+        if any(_dominates_min(q, point) for _, q in self._members):
+            return False
+        self._members = [(r, q) for r, q in self._members if not _dominates_min(point, q)]
+        self._members.append((record, point))
+        self._hv = None
+        return True
+
+    @property
+    def front(self) -> list[TrialRecord]:
+        """Return the front as ``front_records`` orders it (best first objective first)."""
+        sign = -1.0 if self._dirs and self._dirs[0] == "maximize" else 1.0
+        name = self.objectives[0].name if self.objectives else ""
+        return sorted(
+            (r for r, _ in self._members),
+            key=lambda r: (sign * float(r.objectives[name]), r.number),
+        )
+
+    @property
+    def members(self) -> list[TrialRecord]:
+        """Return the front members in the order they were added."""
+        return [r for r, _ in self._members]
+
+    def reference(self) -> dict[str, float]:
+        """Return the reference point by objective (as ``records_hypervolume`` reports it)."""
+        if self._fixed is not None:
+            ref = self._fixed
+        else:
+            ref = []
+            for worst, d in zip(self._extremes, self._dirs):
+                if d == "maximize":
+                    ref.append(0.0 if worst is None else worst)
+                else:
+                    w = 1.0 if worst is None else worst
+                    ref.append(w * 1.1 if w > 0 else w + 1.0)
+        return {o.name: v for o, v in zip(self.objectives, ref)}
+
+    def hypervolume(self) -> float:
+        """Return the hypervolume of the front against ``reference()`` (cached)."""
+        if self._hv is None:
+            ref = self.reference()
+            pts = [[float(r.objectives[o.name]) for o in self.objectives] for r, _ in self._members]
+            self._hv = hypervolume(pts, self._dirs, [ref[o.name] for o in self.objectives])
+        return self._hv
+
+
 _UNDER_VRAM = re.compile(r"^max-metric-under-vram=(\d+(?:\.\d*)?)$")
 _TRIAL = re.compile(r"^trial=(\d+)$")
 SELECTION_RULES = ("knee", "best", "max-metric-under-vram=MB", "trial=N")

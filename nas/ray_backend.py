@@ -24,6 +24,7 @@ Tune state is never replayed (replaying would re-run or duplicate trials Optuna 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -31,7 +32,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from nas.study import (
     WEIGHTS_SUFFIX,
     RepeatGuard,
     SearchError,
+    redraw_sampler,
     tell_record,
     weights_filename,
 )
@@ -75,6 +77,8 @@ from trainers.featureset import FeatureSet
 # Workers must not chdir into trial folders (relative paths in configs stay valid) and the
 # driver prints its own progress line instead of Tune's tables.
 _WORKER_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
+# Tune's limit on trials waiting to start (read when a Tuner starts; see ``_pending_trials``)
+PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 # (config, data, settings, report, device) -> final report; nas.trial.run_trial is one
 TrialFunction = Callable[..., dict[str, Any]]
 
@@ -221,6 +225,7 @@ class TrialLedger:
         self.configs: dict[str, dict[str, Any]] = {}
         self.pruned: dict[str, str] = {}  # Tune trial id -> why the scheduler stopped it
         self.trials: dict[str, Any] = {}  # Tune trial id -> ray.tune Trial (for error text)
+        self.running: set[str] = set()  # Tune trial ids started and not yet ended
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its config (search algorithm, callbacks) for Tuner.restore, which fsnas
@@ -231,6 +236,7 @@ class TrialLedger:
             "configs": {},
             "pruned": {},
             "trials": {},
+            "running": set(),
         }
 
     def claim_weights(self, trial_id: str, number: int) -> str | None:
@@ -319,17 +325,20 @@ class FsnasOptunaSearch(OptunaSearch):
         """Return a config for a new Tune trial; repeats of known designs are not trained.
 
         A proposal that repeats a finished or running trial's design is answered by
-        ``RepeatGuard`` and the sampler is asked again (at most ``MAX_REDRAWS`` times).
+        ``RepeatGuard`` and a random draw asked instead (``redraw_sampler``; at most
+        ``MAX_REDRAWS`` times).
         """
         assert self._ot_study is not None  # set up in __init__ (the space is given)
         if self.repeats is None:
             self.repeats = RepeatGuard(self._ot_study)
         config = super().suggest(trial_id)
         for _ in range(MAX_REDRAWS):
-            if config is None or not self.repeats.answer(self._ot_trials[trial_id]):
+            repeat = self._ot_trials[trial_id] if config is not None else None
+            if repeat is None or not self.repeats.answer(repeat):
                 break
             del self._ot_trials[trial_id]
-            config = super().suggest(trial_id)
+            with redraw_sampler(self._ot_study, repeat.number):
+                config = super().suggest(trial_id)
         if config is not None:
             self._ledger.configs[trial_id] = config
             self.repeats.started(trial_id, self._ot_trials[trial_id])
@@ -445,13 +454,19 @@ class _ProgressCallback(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ledger.trials[trial.trial_id] = trial
-        self._update(trials)
+        self._ledger.running.add(trial.trial_id)
+        self._on_running(len(self._ledger.running))
 
-    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        self._update(trials)
+    # counted from events, not by scanning every trial of the experiment at each step
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial)
 
-    def _update(self, trials: list[Any]) -> None:
-        self._on_running(sum(1 for t in trials if t.status == "RUNNING"))
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial)
+
+    def _ended(self, trial: Any) -> None:
+        self._ledger.running.discard(trial.trial_id)
+        self._on_running(len(self._ledger.running))
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -476,7 +491,10 @@ def trial_resources(
 
     CPU-only when the Ray cluster has no GPU. With ``auto`` each trial's GPU share is its
     estimated need rounded up to 1/8, 1/4, 1/2 or 1 GPU (``nas.trial.gpu_share``), computed
-    from the spec in the trial's config before Ray places it.
+    from the spec in the trial's config before Ray places it. Tune hands the function the
+    trial's own config (the worker receives a copy of it when the trial starts), so the
+    estimate is added to it and the worker does not estimate again; the driver estimates a
+    spec once (``trainers.cost``'s per-design cache).
     """
     cpus = config.resources.cpus_per_trial
     share = parse_gpus_per_trial(config.resources.gpus_per_trial)
@@ -495,7 +513,7 @@ def trial_resources(
     def resources(trial_config: dict[str, Any]) -> Any:
         try:
             spec = ArchSpec.from_dict(trial_config["spec"])
-            estimate = estimate_train_vram_mb(spec, data, settings.train_config)
+            estimate = estimate_train_vram_mb(spec, data, settings.train_config, into=trial_config)
         except Exception:
             estimate = None
         gpus = gpu_share(estimate, gpu_memory_mb, data_mb)
@@ -604,11 +622,46 @@ def _run(
         run_config=run_config,
     )
     try:
-        tuner.fit()
+        with _pending_trials(trial_slots(config, cluster_gpus)):
+            tuner.fit()
     finally:
         if store is not None:
             ray.kill(store)
     return str(Path(str(run_config.storage_path)) / str(run_config.name))
+
+
+def trial_slots(config: StudyConfig, cluster_gpus: float) -> int:
+    """Return how many trials the Ray cluster can train at once for this study.
+
+    ``max_concurrent`` when set; else the cluster's CPUs over ``cpus_per_trial``, and with a
+    fixed GPU share no more than the GPUs allow (``auto`` shares vary per trial: CPUs decide).
+    """
+    if config.resources.max_concurrent:
+        return int(config.resources.max_concurrent)
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    slots = int(cpus // max(config.resources.cpus_per_trial, 1e-9))
+    share = parse_gpus_per_trial(config.resources.gpus_per_trial)
+    if cluster_gpus > 0 and share:
+        slots = min(slots, int(cluster_gpus // share))
+    return max(1, slots)
+
+
+@contextlib.contextmanager
+def _pending_trials(slots: int) -> Iterator[None]:
+    """Let Tune keep ``slots`` trials pending (it keeps 1 with a searcher by default).
+
+    With one pending trial Tune starts at most one trial per control-loop step, so trials
+    shorter than a step never run side by side and free slots stay idle. A value the user
+    set in ``TUNE_MAX_PENDING_TRIALS_PG`` wins.
+    """
+    if PENDING_TRIALS_ENV in os.environ:
+        yield
+        return
+    os.environ[PENDING_TRIALS_ENV] = str(slots)
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_TRIALS_ENV, None)
 
 
 def _run_config(config: StudyConfig, name: str, callback: tune.Callback) -> tune.RunConfig:

@@ -6,6 +6,11 @@ hands the remaining trial budget to ``nas.ray_backend``, and turns every finishe
 ``TrialRecord``: status, reason, metrics, objectives and costs. Records are stored as Optuna user
 attributes, so ``fsnas pareto`` and a resumed search read them back from the storage alone.
 
+A finished trial costs Ray Tune's control loop O(front), not O(study): ``on_record`` updates the
+progress line (``pareto.RunningFront``) and queues the record; MLflow logging and the parent
+run's artifact refreshes run on the driver's ``TrackingThread`` (a refresh at most every
+``REFRESH_EVERY_S`` = 30 s, ``$FSNAS_MLFLOW_REFRESH_S`` to change it, and once at the end).
+
 The driver only: the trial function lives in ``nas.trial`` (worker side), the Optuna study
 (storage, sampler, attribute schema, repeats, weight names) in ``nas.study``, and everything
 Ray-specific in ``nas.ray_backend``; ``docs/architecture.md`` follows one trial through them.
@@ -14,8 +19,14 @@ Ray-specific in ``nas.ray_backend``; ``docs/architecture.md`` follows one trial 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import queue
 import sys
+import threading
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +34,7 @@ from typing import Any, TextIO
 
 import optuna
 
-from dashboards.records import CHECKPOINT_KEY, Objective, StudySummary, TrialRecord, best_record
+from dashboards.records import CHECKPOINT_KEY, Objective, StudySummary, TrialRecord
 from nas import pareto
 from nas.config import ConfigError, StudyConfig
 from nas.study import (
@@ -66,7 +77,11 @@ def early_stopping_notice(config: StudyConfig, objectives: list[Objective]) -> s
 # -- progress -----------------------------------------------------------------------------------
 @dataclass
 class Progress:
-    """The live state of a search: counts, records and the front; prints one compact line."""
+    """The live state of a search: counts, records and the front; prints one compact line.
+
+    Everything the line shows is kept up to date as records arrive (``pareto.RunningFront``),
+    so a finished trial costs O(front), not a pass over the whole study.
+    """
 
     study: str
     total: int
@@ -74,44 +89,55 @@ class Progress:
     records: list[TrialRecord] = field(default_factory=list)
     running: int = 0
     stream: TextIO = field(default_factory=lambda: sys.stdout)
+    # (complete trials so far, hypervolume against the reference of that moment)
     hv_history: list[tuple[int, float]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    _statuses: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    _front: pareto.RunningFront = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._front = pareto.RunningFront(self.objectives)
+        given, self.records = self.records, []
+        self.extend(given)
 
     def counts(self) -> dict[str, int]:
         """Return finished trials by outcome: done, complete, pruned, failed, infeasible."""
-        statuses = [r.status for r in self.records]
+        c = self._statuses
+        done = len(self.records)
         return {
-            "done": len(statuses),
-            "complete": statuses.count("complete"),
-            "pruned": statuses.count("pruned"),
-            "infeasible": statuses.count("infeasible"),
-            "failed": len(statuses)
-            - statuses.count("complete")
-            - statuses.count("pruned")
-            - statuses.count("infeasible"),
+            "done": done,
+            "complete": c["complete"],
+            "pruned": c["pruned"],
+            "infeasible": c["infeasible"],
+            "failed": done - c["complete"] - c["pruned"] - c["infeasible"],
         }
 
     def line(self) -> str:
         """Return the one-line status: done/total, running, pruned, failed, front, best, HV."""
         c = self.counts()
-        front = pareto.front_records(self.records, self.objectives)
         first = self.objectives[0]
-        top = best_record(self.records, self.objectives)
+        top = self._front.best
         best = f"{top.objectives[first.name]:.4f}" if top is not None else "-"
-        hv, _ = pareto.records_hypervolume(self.records, self.objectives)
+        hv = self._front.hypervolume()
         elapsed = time.monotonic() - self.started
         return (
             f"[{self.study}] done {c['done']}/{self.total} · running {self.running} · "
             f"pruned {c['pruned']} · failed {c['failed']} · infeasible {c['infeasible']} · "
-            f"front {len(front)} · best {first.name} {best} · HV {hv:.4g} · {elapsed:.0f} s"
+            f"front {len(self._front.members)} · best {first.name} {best} · HV {hv:.4g} · "
+            f"{elapsed:.0f} s"
         )
+
+    def extend(self, records: Sequence[TrialRecord]) -> None:
+        """Count trials finished before this run (a resume): no line, no history entry."""
+        for record in records:
+            self.records.append(record)
+            self._statuses[record.status] += 1
+            self._front.add(record)
 
     def add(self, record: TrialRecord) -> None:
         """Add a finished trial, remember the hypervolume and print the line."""
-        self.records.append(record)
-        n_complete = sum(1 for r in self.records if r.status == "complete")
-        hv, _ = pareto.records_hypervolume(self.records, self.objectives)
-        self.hv_history.append((n_complete, hv))
+        self.extend([record])
+        self.hv_history.append((self._statuses["complete"], self._front.hypervolume()))
         self.print()
 
     def set_running(self, running: int) -> None:
@@ -121,6 +147,152 @@ class Progress:
     def print(self) -> None:
         """Write the status line (one line per change, so logs stay readable)."""
         print(self.line(), file=self.stream, flush=True)
+
+
+# -- tracking off the control loop --------------------------------------------------------------
+# The parent run's artifacts (plots, trials.csv, pareto.json) are refreshed at most this often
+# while a search runs (and always at its end); $FSNAS_MLFLOW_REFRESH_S overrides it (0: after
+# every trial).
+REFRESH_ENV = "FSNAS_MLFLOW_REFRESH_S"
+REFRESH_EVERY_S = 30.0
+# finished trials waiting for the tracking thread; when full, the control loop waits (a trial
+# is never dropped)
+LOG_QUEUE_SIZE = 1000
+_STOP = object()
+
+
+def refresh_every_s() -> float:
+    """Return the seconds between two refreshes of the parent run: $FSNAS_MLFLOW_REFRESH_S or 30.
+
+    Raises:
+        ConfigError: the variable is set to something other than seconds >= 0.
+    """
+    text = os.environ.get(REFRESH_ENV, "").strip()
+    if not text:
+        return REFRESH_EVERY_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"${REFRESH_ENV}: expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"${REFRESH_ENV}: expected seconds >= 0, got {text!r}")
+    return value
+
+
+class TrackingThread:
+    """Logs finished trials to MLflow from a driver thread, off Ray Tune's control loop.
+
+    The control loop only ``submit``s a record (it waits while ``maxsize`` records are queued,
+    never drops one). The thread logs each with ``tracker.log_trial`` (first ``backlog``, the
+    trials of a resumed study: the tracker finds their child runs, so none is logged twice)
+    and refreshes the parent run's artifacts at most every ``refresh_every_s`` seconds when
+    trials arrived since. ``close`` logs what is queued and stops the thread; the caller then
+    runs ``tracker.finish`` (the end-of-study refresh). Between ``start`` and ``close`` only
+    this thread uses the tracker. A tracker that raises is a warning (once), never the end of
+    logging: ``finish`` logs every record of the study that has no child run yet.
+    """
+
+    def __init__(
+        self,
+        tracker: Any,
+        summary_of: Callable[[list[TrialRecord]], StudySummary],
+        backlog: Sequence[TrialRecord] = (),
+        *,
+        refresh_every_s: float = REFRESH_EVERY_S,
+        maxsize: int = LOG_QUEUE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tracker = tracker
+        self.summary_of = summary_of
+        self.refresh_every_s = refresh_every_s
+        self.records: list[TrialRecord] = []  # what the thread logged; the refreshes' study
+        self.refreshes = 0
+        self._backlog = list(backlog)
+        self._clock = clock
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self._thread = threading.Thread(target=self._run, name="fsnas-tracking", daemon=True)
+        self._done = threading.Event()  # set when the thread has stopped
+        self._warned = False
+
+    @property
+    def queued(self) -> int:
+        """Return how many submitted records wait for the thread."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Start the thread (it logs the backlog first)."""
+        self._thread.start()
+
+    def submit(self, record: TrialRecord) -> None:
+        """Queue a finished trial for logging; waits while the queue is full (never drops it).
+
+        Once the thread has stopped, the record is not queued: ``tracker.finish`` logs it from
+        the study's records.
+        """
+        self._put(record)
+
+    def close(self) -> None:
+        """Log every queued record, then stop the thread; returns when it has stopped."""
+        self._put(_STOP)  # behind every record submitted before
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _put(self, item: object) -> None:
+        while not self._done.is_set():
+            try:
+                self._queue.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            for record in self._backlog:
+                self._log(record)
+            self._backlog = []
+            self._loop()
+        finally:
+            self._done.set()
+
+    def _loop(self) -> None:
+        due = self._clock() + self.refresh_every_s
+        fresh = False  # trials logged since the last refresh
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, due - self._clock()) if fresh else None)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return
+            if item is not None:
+                self._log(item)
+                fresh = True
+            if fresh and self._clock() >= due:
+                self._call("refresh the parent run", self._refresh)
+                fresh = False
+                due = self._clock() + self.refresh_every_s
+
+    def _log(self, record: TrialRecord) -> None:
+        self.records.append(record)
+        self._call(f"log trial {record.number}", lambda: self.tracker.log_trial(record))
+
+    def _refresh(self) -> None:
+        self.refreshes += 1
+        self.tracker.refresh(self.records, self.summary_of(self.records))
+
+    def _call(self, what: str, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except Exception as exc:  # a tracking bug must not end hours of search, nor logging
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"MLflow tracking: could not {what} ({type(exc).__name__}: "
+                    f"{str(exc)[:300]}); logging goes on and the end of the search logs "
+                    "every trial still missing",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -151,16 +323,22 @@ def summarise(
     The reference point is computed from all complete trials (0 for the metric, 1.1 × the worst
     cost); the hypervolume history is recomputed against it so its values are comparable.
     """
-    front = pareto.front_records(records, objectives)
+    running = pareto.RunningFront(objectives)  # the front, at O(front) per record
+    for r in records:
+        running.add(r)
+    front = running.front
     on_front = {r.number for r in front}
     for r in records:
         r.on_pareto_front = r.number in on_front
-    hv, ref = pareto.records_hypervolume(records, objectives)
+    hv, ref = running.hypervolume(), running.reference()
     history: list[tuple[int, float]] = []
+    prefix = pareto.RunningFront(objectives, ref)
     complete = sorted((r for r in records if r.status == "complete"), key=lambda r: r.number)
-    for k in range(1, len(complete) + 1):
-        history.append((k, pareto.records_hypervolume(complete[:k], objectives, ref)[0]))
-    knee = pareto.knee_record(records, objectives)
+    for k, r in enumerate(complete, start=1):
+        prefix.add(r)
+        history.append((k, prefix.hypervolume()))
+    # the knee of the front alone (its members in the records' order): that of all records
+    knee = pareto.knee_record(running.members, objectives)
     summary = StudySummary(
         study_name=study_name,
         objectives=list(objectives),
@@ -248,6 +426,7 @@ def run_search(
 
     out = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    refresh_s = refresh_every_s()  # a bad $FSNAS_MLFLOW_REFRESH_S fails before any work
     sampler = make_sampler(config)  # a bad sampler choice fails before any work
     tracking_uri = _check_tracking(config)
     data = load_study_features(config)
@@ -265,7 +444,7 @@ def run_search(
     notice = early_stopping_notice(config, objectives)
     if notice:
         print(notice, file=out, flush=True)
-    progress.records.extend(previous)
+    progress.extend(previous)
     if previous or orphans:
         print(
             f"[{config.study}] resuming: {len(previous)} finished trial(s) kept"
@@ -285,18 +464,23 @@ def run_search(
             flush=True,
         )
     tracker = _start_tracker(config, tracking_uri, tracker_factory)
+    logger = None
     if tracker is not None:
-        for record in previous:
-            tracker.log_trial(record)
+        config_dict = config.to_dict()
+
+        def summary_of(records: list[TrialRecord]) -> StudySummary:
+            history = list(progress.hv_history)
+            return summarise(config.study, records, objectives, config_dict, history)[0]
+
+        # MLflow logging and refreshes run on this thread, off Ray Tune's control loop; the
+        # trials of a resumed study go first (the tracker finds their runs: none doubled)
+        logger = TrackingThread(tracker, summary_of, previous, refresh_every_s=refresh_s)
 
     def on_record(record: TrialRecord) -> None:
+        # in Tune's control loop: count the trial and queue it, nothing that grows with the study
         progress.add(record)
-        if tracker is not None:
-            tracker.log_trial(record)
-            summary, _, _, _ = summarise(
-                config.study, progress.records, objectives, config.to_dict(), progress.hv_history
-            )
-            tracker.maybe_refresh(progress.records, summary)
+        if logger is not None:
+            logger.submit(record)
 
     settings = TrialSettings(
         train_config=trial_train_config(config),
@@ -307,6 +491,8 @@ def run_search(
     status = "FINISHED"
     weights = weights_folder(config)
     try:
+        if logger is not None:
+            logger.start()
         if remaining > 0:
             experiment_dir = ray_backend.run(
                 config=config,
@@ -325,6 +511,8 @@ def run_search(
         status = "KILLED"
         raise
     finally:
+        if logger is not None:
+            logger.close()  # every queued trial logged (or in the tracker's outage queue)
         stored = read_study(config.study, storage)
         outcome = study_outcome(stored, progress.hv_history)
         if weights is not None and status == "FINISHED":

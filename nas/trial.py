@@ -12,7 +12,13 @@ benchmarks call it directly. The pieces:
   record back from a final report; ``spec_record`` is the record of a trial that has only its
   spec (crashed, stopped early, or never run).
 * ``estimate_train_vram_mb`` and ``gpu_share``: the pre-training VRAM estimate and the GPU
-  share it asks for under ``gpus_per_trial=auto``.
+  share it asks for under ``gpus_per_trial=auto``; the estimate made for placement goes into
+  the trial's config (``estimate_train_vram_mb(..., into=config)``, in the driver), where
+  ``run_trial`` (in the worker) finds it and does not estimate again.
+
+Static costs are computed once per design and process (``trainers.cost.static_costs``): the
+VRAM-limit check here and ``fit`` share one estimate, and a reused Ray actor, or an ablation
+training one spec with several seeds, reads a repeated design's costs back.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dashboards.records import Objective, TrialRecord
 from nas.config import metric_name
@@ -32,6 +38,9 @@ from search_spaces.errors import FsnasError
 from search_spaces.spec import ArchSpec
 from trainers.featureset import FeatureSet
 from trainers.result import TrainConfig, TrialResult
+
+if TYPE_CHECKING:  # trainers.cost imports torch; nas.trial loads it only when a trial runs
+    from trainers.cost import DesignKey
 
 # keys of a trial's final report (and of its record's costs)
 FINAL_KEY = "fsnas_final"  # marks a trial's last report (the scheduler ignores it)
@@ -42,6 +51,10 @@ CONSTRAINT_KEY = "fsnas_constraint"  # [train VRAM - limit] (measured or estimat
 GPU_SHARE_GRID: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
 # what a trial process holds besides the training peak: CUDA context and allocator slack
 CUDA_CONTEXT_MB = 500.0
+# a trial config's copy of the driver's training-VRAM estimate (made for GPU placement)
+ESTIMATE_MB_KEY = "train_vram_estimate_mb"
+ESTIMATE_METHOD_KEY = "train_vram_estimate_method"
+ESTIMATE_DESIGN_KEY = "train_vram_estimate_key"  # DesignKey.digest() it was made for
 
 
 # -- what a trial needs besides its spec -------------------------------------------------------
@@ -64,27 +77,80 @@ _ESTIMATE_KEYS = {
 }
 
 
-def estimate_train_vram_mb(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> float | None:
-    """Return the estimated peak training VRAM of ``spec`` in MB, or None if it cannot be made.
+def _design_key(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> DesignKey:
+    """Return the cost-cache key of ``spec`` trained on ``data`` with ``config``."""
+    from trainers import cost
 
-    The estimate models float32 training (an upper bound under AMP, which it cannot trace).
-    """
+    return cost.design_key(
+        spec,
+        data.n_mels,
+        data.n_frames,
+        data.n_classes,
+        config.batch_size,
+        config.optimizer,
+        data.task,
+    )
+
+
+def _train_vram_estimate(
+    spec: ArchSpec, data: FeatureSet, config: TrainConfig
+) -> dict[str, Any] | None:
+    """Return the cached (or new) estimate's ``train_vram_estimate_mb`` and ``_method``."""
     from trainers import cost
 
     try:
-        estimate = cost.estimate_train_vram(
+        return cost.train_vram_estimate(
             spec,
             data.n_mels,
             data.n_frames,
             data.n_classes,
             config.batch_size,
             config.optimizer,
-            False,
             data.task,
         )
     except FsnasError:
         return None  # an invalid spec: fit records it as "invalid" with the reason
-    return float(estimate.train_vram_mb)
+
+
+def estimate_train_vram_mb(
+    spec: ArchSpec,
+    data: FeatureSet,
+    config: TrainConfig,
+    into: dict[str, Any] | None = None,
+) -> float | None:
+    """Return the estimated peak training VRAM of ``spec`` in MB, or None if it cannot be made.
+
+    The estimate models float32 training (an upper bound under AMP, which it cannot trace).
+    It is made once per design and process (``trainers.cost.train_vram_estimate``), and
+    ``fit`` reuses it. ``into``: a trial config (the driver's, when it sizes the trial's GPU
+    share) that receives the estimate (``ESTIMATE_MB_KEY``, its method and the design it was
+    made for), so the worker's ``run_trial`` seeds its cache with it instead of estimating
+    again; nothing is added when there is no estimate.
+    """
+    estimate = _train_vram_estimate(spec, data, config)
+    if estimate is None:
+        return None
+    mb = float(estimate["train_vram_estimate_mb"])
+    if into is not None:
+        into[ESTIMATE_MB_KEY] = mb
+        into[ESTIMATE_METHOD_KEY] = str(estimate["train_vram_estimate_method"])
+        into[ESTIMATE_DESIGN_KEY] = _design_key(spec, data, config).digest()
+    return mb
+
+
+def _seed_sent_estimate(
+    config: dict[str, Any], spec: ArchSpec, data: FeatureSet, train_config: TrainConfig
+) -> None:
+    """Seed the cost cache with the estimate the driver sent along, if made for this design."""
+    from trainers import cost
+
+    sent = config.get(ESTIMATE_MB_KEY)
+    method = config.get(ESTIMATE_METHOD_KEY)
+    if not isinstance(sent, (int, float)) or isinstance(sent, bool) or not isinstance(method, str):
+        return
+    key = _design_key(spec, data, train_config)
+    if config.get(ESTIMATE_DESIGN_KEY) == key.digest() and math.isfinite(float(sent)):
+        cost.seed_train_vram_estimate(key, float(sent), method)
 
 
 def run_trial(
@@ -96,11 +162,13 @@ def run_trial(
 ) -> dict[str, Any]:
     """Return the final report of one trial: objectives, ``fsnas_status`` and the record JSON.
 
-    ``config["spec"]`` is the ArchSpec dict the space sampled. Each epoch ``report`` receives the
-    validation metric so far and the costs known before training (the scheduler's inputs). An
-    architecture whose estimated training VRAM exceeds ``max_train_vram_mb`` is not trained
-    (status ``infeasible``); one measured above it is trained and marked ``infeasible``. Nothing
-    raises: an unexpected exception becomes status ``failed`` with its reason.
+    ``config["spec"]`` is the ArchSpec dict the space sampled; a training-VRAM estimate the
+    driver made for it (``estimate_train_vram_mb(..., into=config)``) is reused. Each epoch
+    ``report`` receives the validation metric so far and the costs known before training (the
+    scheduler's inputs). An architecture whose estimated training VRAM exceeds
+    ``max_train_vram_mb`` is not trained (status ``infeasible``); one measured above it is
+    trained and marked ``infeasible``. Nothing raises: an unexpected exception becomes status
+    ``failed`` with its reason.
     """
     started = time.perf_counter()
     record = TrialRecord(number=-1, status="failed", train_config=settings.train_config.to_dict())
@@ -132,6 +200,7 @@ def _trial_body(
     record.spec = spec.to_dict()
     record.spec_summary = spec.summary()
     metric = metric_name(data.task)
+    _seed_sent_estimate(config, spec, data, settings.train_config)
     limit_mb = settings.max_train_vram_mb
     if limit_mb is not None:
         estimate_mb = estimate_train_vram_mb(spec, data, settings.train_config)

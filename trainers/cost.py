@@ -8,7 +8,12 @@ Plain functions on plain data, one small frozen dataclass per report:
   ``torch.utils.flop_counter`` (2 per multiply-add) reports for the same network.
 * ``estimate_train_vram`` / ``estimate_infer_vram`` — without a GPU (``trainers.cost_vram``).
 * ``measure_train_vram`` / ``measure_infer_vram`` — on CUDA, DESIGN.md's protocol.
-* ``measure_latency_ms`` — median forward time, on CPU or CUDA.
+* ``measure_latency_ms`` / ``measure_latency`` — median forward time, on CPU or CUDA; with
+  ``budget_s`` it stops early once the time budget is spent (what a trial uses).
+* ``static_costs`` — params, GFLOPs and the training/inference VRAM estimates of one design,
+  computed once per process: an LRU cache (``STATIC_COST_CACHE``) keyed by ``design_key``;
+  ``train_vram_estimate`` fills only the training-VRAM part (a search's VRAM-limit check and
+  GPU placement), ``seed_train_vram_estimate`` stores an estimate made elsewhere.
 * ``cost_report`` — all of the above for one spec, ``vram_source`` saying which VRAM it is.
 
 VRAM figures are MiB (2**20 bytes) although named ``_mb``, as in the anchor protocol.
@@ -18,10 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
+import json
 import statistics
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,19 +53,28 @@ from trainers.cost_vram import (
 )
 
 __all__ = [
+    "STATIC_COST_CACHE",
     "CostError",
     "CostReport",
+    "DesignKey",
     "FlopReport",
+    "LatencyMeasurement",
+    "StaticCostCache",
     "VramEstimate",
     "VramMeasurement",
     "cost_report",
     "count_flops",
     "count_params",
+    "design_key",
     "estimate_infer_vram",
     "estimate_train_vram",
     "measure_infer_vram",
+    "measure_latency",
     "measure_latency_ms",
     "measure_train_vram",
+    "seed_train_vram_estimate",
+    "static_costs",
+    "train_vram_estimate",
 ]
 
 # -- FLOPs -----------------------------------------------------------------------------------
@@ -271,40 +289,296 @@ def _peak_measurement(
 # -- latency ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LatencyMeasurement:
+    """A batch-1 forward timing: the median of ``runs`` timed runs after ``warmup_runs``.
+
+    ``seconds`` is the wall time of the whole measurement, warm-up included.
+    """
+
+    latency_ms: float
+    runs: int
+    warmup_runs: int
+    seconds: float
+
+
+MIN_BUDGET_WARMUP = 1
+"""Warm-up runs made under a time budget whatever the budget (1 or ``warmup``, the fewer)."""
+MIN_BUDGET_RUNS = 3
+"""Timed runs made under a time budget whatever the budget (3 or ``repeats``, the fewer)."""
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, int, int, int],
+    device: str | torch.device = "cpu",
+    repeats: int = 20,
+    warmup: int = 3,
+    budget_s: float | None = None,
+) -> LatencyMeasurement:
+    """Return the median forward time (ms) of ``model`` in eval mode and how it was timed.
+
+    Without ``budget_s``: ``warmup`` untimed runs at the exact shape, then ``repeats`` timed
+    ones. With ``budget_s`` the clock starts at the first warm-up; at least
+    ``MIN_BUDGET_WARMUP`` warm-ups and ``MIN_BUDGET_RUNS`` timed runs are made (never more
+    than ``warmup`` / ``repeats``), and no further run starts once ``budget_s`` seconds have
+    passed, so a slow model costs about ``(1 + 3) ×`` one forward and a fast one at most
+    ``budget_s`` plus one forward. CUDA runs are synchronised around each timed run. Moves
+    ``model`` to ``device`` and leaves it there.
+
+    Raises:
+        CostError: ``repeats`` < 1, ``budget_s`` < 0, or a CUDA device without CUDA.
+    """
+    if repeats < 1:
+        raise CostError(f"latency repeats must be >= 1, got {repeats}")
+    if budget_s is not None and not budget_s >= 0:
+        raise CostError(f"latency budget_s must be >= 0 seconds, got {budget_s}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CostError(f"latency on {str(device)!r}: CUDA is not available")
+    model.to(dev).eval()
+    x = torch.randn(input_shape, device=dev)
+    cuda = dev.type == "cuda"
+    times_s: list[float] = []
+    warmed = 0
+    started = time.perf_counter()
+
+    def spent() -> bool:
+        return budget_s is not None and time.perf_counter() - started >= budget_s
+
+    with torch.no_grad():
+        while warmed < warmup and not (warmed >= MIN_BUDGET_WARMUP and spent()):
+            model(x)
+            warmed += 1
+        if cuda:
+            torch.cuda.synchronize(dev)
+        while len(times_s) < repeats and not (len(times_s) >= MIN_BUDGET_RUNS and spent()):
+            if cuda:
+                torch.cuda.synchronize(dev)
+            start = time.perf_counter()
+            model(x)
+            if cuda:
+                torch.cuda.synchronize(dev)
+            times_s.append(time.perf_counter() - start)
+    return LatencyMeasurement(
+        latency_ms=statistics.median(times_s) * 1e3,
+        runs=len(times_s),
+        warmup_runs=warmed,
+        seconds=time.perf_counter() - started,
+    )
+
+
 def measure_latency_ms(
     model: nn.Module,
     input_shape: tuple[int, int, int, int],
     device: str | torch.device = "cpu",
     repeats: int = 20,
     warmup: int = 3,
+    budget_s: float | None = None,
 ) -> float:
     """Return the median forward time (ms) of ``model`` in eval mode on ``device``.
 
-    ``warmup`` untimed runs at the exact shape first; CUDA runs are synchronised around each
-    timed run. Moves ``model`` to ``device`` and leaves it there.
+    ``warmup`` untimed runs at the exact shape first, then ``repeats`` timed runs; CUDA runs
+    are synchronised around each timed run. ``budget_s`` bounds the time spent (at least one
+    warm-up and three timed runs; see ``measure_latency``, which also says how many runs were
+    timed). Moves ``model`` to ``device`` and leaves it there.
 
     Raises:
-        CostError: ``repeats`` < 1, or a CUDA device without CUDA.
+        CostError: ``repeats`` < 1, ``budget_s`` < 0, or a CUDA device without CUDA.
     """
-    if repeats < 1:
-        raise CostError(f"latency repeats must be >= 1, got {repeats}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CostError(f"latency on {str(device)!r}: CUDA is not available")
-    model.to(dev).eval()
-    x = torch.randn(input_shape, device=dev)
-    times_s: list[float] = []
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            start = time.perf_counter()
-            model(x)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            if i >= warmup:
-                times_s.append(time.perf_counter() - start)
-    return statistics.median(times_s) * 1e3
+    return measure_latency(model, input_shape, device, repeats, warmup, budget_s).latency_ms
+
+
+# -- static costs, once per design ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DesignKey:
+    """Everything a design's static costs depend on, and nothing else (not the seed, lr, ...).
+
+    ``amp`` is the precision the training-VRAM estimate models (always False today: the
+    estimate traces float32 training, an upper bound under AMP).
+    """
+
+    spec_json: str
+    n_mels: int
+    n_frames: int
+    n_classes: int
+    batch_size: int
+    optimizer: str
+    task: str
+    amp: bool = False
+
+    def digest(self) -> str:
+        """Return a short stable fingerprint (to check that an estimate sent along matches)."""
+        text = json.dumps(dataclasses.astuple(self), separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def design_key(
+    spec: ArchSpec,
+    n_mels: int,
+    n_frames: int,
+    n_classes: int,
+    batch_size: int,
+    optimizer: str = "adamw",
+    task: str = "single_label",
+    amp: bool = False,
+) -> DesignKey:
+    """Return the cache key of one design at one input, batch size, optimizer and task."""
+    return DesignKey(
+        json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":")),
+        int(n_mels),
+        int(n_frames),
+        int(n_classes),
+        int(batch_size),
+        str(optimizer),
+        str(task),
+        bool(amp),
+    )
+
+
+# the two parts of a cache entry (each filled on its own)
+_TRAIN_VRAM_FIELDS = ("train_vram_estimate_mb", "train_vram_estimate_method")
+_MODEL_FIELDS = ("params", "gflops", "infer_vram_estimate_mb")
+STATIC_COST_FIELDS = _MODEL_FIELDS[:2] + _TRAIN_VRAM_FIELDS + _MODEL_FIELDS[2:]
+
+
+class StaticCostCache:
+    """A bounded, thread-safe LRU of per-design static costs (plain numbers and strings).
+
+    An entry may hold only the training-VRAM part (from a VRAM-limit check, GPU placement, or
+    an estimate another process made) until ``static_costs`` fills the rest. ``get`` returns
+    a copy, so a caller cannot change what the next trial reads. ``hits`` / ``misses`` count
+    lookups that found / lacked every field asked for.
+    """
+
+    def __init__(self, maxsize: int = 512) -> None:
+        if maxsize < 1:
+            raise CostError(f"cache maxsize must be >= 1, got {maxsize}")
+        self.maxsize = maxsize
+        self._entries: OrderedDict[DesignKey, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def get(self, key: DesignKey, fields: Sequence[str] = ()) -> dict[str, Any] | None:
+        """Return a copy of ``key``'s entry if it holds every one of ``fields``, else None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or any(f not in entry for f in fields):
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return dict(entry)
+
+    def update(self, key: DesignKey, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into ``key``'s entry (made most recent); evict the oldest past max."""
+        with self._lock:
+            entry = self._entries.setdefault(key, {})
+            entry.update(values)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry and reset the counters."""
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+
+STATIC_COST_CACHE = StaticCostCache(512)
+"""The process's cache: a reused Ray actor keeps it across its trials."""
+
+
+def train_vram_estimate(
+    spec: ArchSpec,
+    n_mels: int,
+    n_frames: int,
+    n_classes: int,
+    batch_size: int,
+    optimizer: Optimizer = "adamw",
+    task: Task = "single_label",
+    cache: StaticCostCache | None = None,
+) -> dict[str, Any]:
+    """Return ``train_vram_estimate_mb`` and ``_method`` of a design, estimated once per cache.
+
+    The float32 estimate of ``estimate_train_vram`` (an upper bound under AMP).
+
+    Raises:
+        SpecError: the spec does not fit the input (nothing is cached).
+        CostError: bad batch size, optimizer or task.
+    """
+    store = STATIC_COST_CACHE if cache is None else cache
+    key = design_key(spec, n_mels, n_frames, n_classes, batch_size, optimizer, task)
+    cached = store.get(key, _TRAIN_VRAM_FIELDS)
+    if cached is not None:
+        return {f: cached[f] for f in _TRAIN_VRAM_FIELDS}
+    estimate = estimate_train_vram(
+        spec, n_mels, n_frames, n_classes, batch_size, optimizer, False, task
+    )
+    values = {
+        "train_vram_estimate_mb": float(estimate.train_vram_mb),
+        "train_vram_estimate_method": estimate.method,
+    }
+    store.update(key, values)
+    return dict(values)
+
+
+def seed_train_vram_estimate(
+    key: DesignKey, mb: float, method: str, cache: StaticCostCache | None = None
+) -> None:
+    """Store a training-VRAM estimate made elsewhere (the driver) for ``key``; keep any entry."""
+    store = STATIC_COST_CACHE if cache is None else cache
+    if key not in store:
+        store.update(
+            key, {"train_vram_estimate_mb": float(mb), "train_vram_estimate_method": str(method)}
+        )
+
+
+def static_costs(
+    spec: ArchSpec,
+    n_mels: int,
+    n_frames: int,
+    n_classes: int,
+    batch_size: int,
+    optimizer: Optimizer = "adamw",
+    task: Task = "single_label",
+    cache: StaticCostCache | None = None,
+) -> dict[str, Any]:
+    """Return a design's ``params``, ``gflops``, training VRAM estimate (+ method) and inference
+    VRAM estimate (batch 1), computing only what the cache does not hold yet.
+
+    The returned dict is the caller's own copy.
+
+    Raises:
+        SpecError: the spec does not fit the input (nothing is cached).
+        CostError: bad batch size, optimizer or task.
+    """
+    store = STATIC_COST_CACHE if cache is None else cache
+    key = design_key(spec, n_mels, n_frames, n_classes, batch_size, optimizer, task)
+    cached = store.get(key, STATIC_COST_FIELDS)
+    if cached is not None:
+        return cached
+    values = train_vram_estimate(
+        spec, n_mels, n_frames, n_classes, batch_size, optimizer, task, store
+    )
+    model = build_model(spec, n_mels, n_frames, n_classes)
+    values.update(
+        params=count_params(model),
+        gflops=float(count_flops(model, n_mels, n_frames).gflops),
+        infer_vram_estimate_mb=float(estimate_infer_vram(spec, n_mels, n_frames, n_classes)),
+    )
+    store.update(key, values)
+    return {f: values[f] for f in STATIC_COST_FIELDS}
 
 
 # -- report -----------------------------------------------------------------------------------

@@ -18,6 +18,11 @@ optimizer's tensors: the dataset cache, other trials' tensors and the per-proces
 workspace, which a process's first trial would otherwise count and later trials would not.
 ``cudnn.benchmark`` is set from the TrainConfig and recorded. On CPU the figure is the estimate
 of ``trainers.cost``.
+
+A trial's fixed cost (``extra["fixed_seconds"]``: everything but its epochs) stays small: the
+static costs (params, GFLOPs, VRAM estimates) are computed once per design and process
+(``trainers.cost.static_costs``), latency is timed within ``LATENCY_BUDGET_S``, and a CPU trial
+that ended normally skips the full garbage collection a CUDA trial needs.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.build import build_model, count_params
+from search_spaces.build import build_model
 from search_spaces.errors import FsnasError, SpecError
 from search_spaces.spec import ArchSpec
 from trainers import cost
@@ -110,42 +115,63 @@ def release_memory(device: torch.device | None = None) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def _release_trial_memory(dev: torch.device | None, raised: bool) -> None:
+    """Free what a trial left behind, as thoroughly as the next trial's measurements need.
+
+    A CUDA trial, or one that ended in an exception, gets ``release_memory`` (a full garbage
+    collection, then the CUDA cache and peak statistics), so the next trial in the process
+    measures the same peak VRAM as in a fresh one. A CPU trial that ended normally has freed
+    its model and tensors by reference counting already; a full collection walks every live
+    object of the process (0.1-0.3 s once torch is loaded, most of a small trial's fixed
+    cost), so only the young generations are collected.
+    """
+    if raised or dev is None or dev.type == "cuda":
+        release_memory()
+    else:
+        gc.collect(1)
+
+
 # -- costs ------------------------------------------------------------------------------------
 def _static_costs(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> dict[str, Any]:
     """Return params, gflops and the estimated training/inference VRAM, without training.
 
-    It runs before the trial seeds its generators, so it cannot change the trial's results.
-    The estimate models float32 training (``trainers.cost_vram``), an upper bound under AMP.
+    Computed once per design and process (``trainers.cost.static_costs``: a later trial of the
+    same spec, input, batch size, optimizer and task reads them back, and a VRAM estimate made
+    before ``fit`` by the VRAM-limit check or the driver's GPU placement is reused). It runs
+    before the trial seeds its generators, so it cannot change the trial's results. The
+    estimate models float32 training (``trainers.cost_vram``), an upper bound under AMP.
 
     Raises:
         SpecError: the spec does not fit the data's input shape.
     """
-    model = build_model(spec, data.n_mels, data.n_frames, data.n_classes)
-    estimate = cost.estimate_train_vram(
+    return cost.static_costs(
         spec,
         data.n_mels,
         data.n_frames,
         data.n_classes,
         config.batch_size,
         config.optimizer,
-        amp=False,
-        task=data.task,
+        data.task,
     )
-    return {
-        "params": count_params(model),
-        "gflops": float(cost.count_flops(model, data.n_mels, data.n_frames).gflops),
-        "train_vram_estimate_mb": float(estimate.train_vram_mb),
-        "train_vram_estimate_method": estimate.method,
-        "infer_vram_estimate_mb": float(
-            cost.estimate_infer_vram(spec, data.n_mels, data.n_frames, data.n_classes)
-        ),
-    }
 
 
-def _device_costs(model: nn.Module, data: FeatureSet, dev: torch.device) -> dict[str, float]:
-    """Return the trained model's batch-1 ``latency_ms`` and, on CUDA, its ``infer_vram_mb``."""
+LATENCY_BUDGET_S = 0.25
+"""Seconds a trial spends timing its trained model's latency (at least 1 warm-up + 3 runs)."""
+LATENCY_REPEATS = 10
+"""Most timed latency runs a trial makes (fewer when the budget is spent first)."""
+
+
+def _device_costs(model: nn.Module, data: FeatureSet, dev: torch.device) -> dict[str, Any]:
+    """Return the trained model's batch-1 ``latency_ms`` (median of ``latency_runs`` timed
+    runs, within ``LATENCY_BUDGET_S``) and, on CUDA, its ``infer_vram_mb``."""
     shape = (1, 1, data.n_mels, data.n_frames)
-    costs = {"latency_ms": float(cost.measure_latency_ms(model, shape, dev, repeats=10))}
+    latency = cost.measure_latency(
+        model, shape, dev, repeats=LATENCY_REPEATS, budget_s=LATENCY_BUDGET_S
+    )
+    costs: dict[str, Any] = {
+        "latency_ms": float(latency.latency_ms),
+        "latency_runs": latency.runs,
+    }
     if dev.type == "cuda":
         costs["infer_vram_mb"] = float(cost.measure_infer_vram(model, shape, dev).vram_mb)
     return costs
@@ -454,18 +480,24 @@ def fit(
         A TrialResult. ``metrics`` holds the best validation epoch's ``val_*`` values,
         ``best_epoch`` and the ``test_*`` values of that epoch's weights (not for ``oom``,
         ``diverged``, ``invalid`` or ``failed``). ``seconds`` is the trial's wall time,
-        ``train_seconds`` the time spent in training epochs (validation included).
+        ``train_seconds`` the time spent in training epochs (validation included) and
+        ``extra["fixed_seconds"]`` the rest (costs, data placement, test pass, checkpoint,
+        cleanup); ``extra["static_costs_seconds"]`` / ``["device_costs_seconds"]`` are the
+        cost parts of it and ``extra["latency_runs"]`` the timed latency runs.
     """
     started = time.perf_counter()
     config = train_config or TrainConfig()
     result = TrialResult(status="complete", spec=spec.to_dict(), device=str(device))
     previous_threads = torch.get_num_threads()
+    dev: torch.device | None = None
+    raised = True
     try:
         dev = resolve_device(device)
         result.device = str(dev)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         _run_trial(spec, data, config, dev, report, result)
+        raised = False
     except SpecError as exc:
         _fail(result, "invalid", exc)
     except _Diverged as exc:
@@ -474,8 +506,9 @@ def fit(
         _fail(result, "oom" if is_out_of_memory(exc) else "failed", exc)
     finally:
         torch.set_num_threads(previous_threads)
-        release_memory()
+        _release_trial_memory(dev, raised)
     result.seconds = time.perf_counter() - started
+    result.extra["fixed_seconds"] = max(0.0, result.seconds - result.train_seconds)
     return result
 
 
@@ -502,7 +535,9 @@ def _run_trial(
     """Train and evaluate, filling ``result`` in place (so a failure keeps what was recorded)."""
     check_train_config(config)
     task: Task = data.task
+    costs_started = time.perf_counter()
     static = _static_costs(spec, data, config)  # raises SpecError for an invalid spec
+    result.extra["static_costs_seconds"] = time.perf_counter() - costs_started
     result.params = static["params"]
     result.gflops = static["gflops"]
     result.train_vram_mb = static["train_vram_estimate_mb"]
@@ -532,7 +567,8 @@ def _run_trial(
         result.extra["device_name"] = torch.cuda.get_device_name(dev)
     result.extra["amp"] = amp
 
-    release_memory(dev)
+    if cuda:  # a clean allocator for the peak; a CPU trial has nothing to measure
+        release_memory(dev)
     tensors = _place_data(data, dev, reserve_bytes=static["train_vram_estimate_mb"] * MIB)
     result.extra["data_on_device"] = tensors.on_device
     if cuda:
@@ -671,8 +707,11 @@ def _run_trial(
 
     del optimizer, scheduler, scaler
     model.eval()
+    costs_started = time.perf_counter()
     measured = _device_costs(model, data, dev)
+    result.extra["device_costs_seconds"] = time.perf_counter() - costs_started
     result.latency_ms = measured["latency_ms"]
+    result.extra["latency_runs"] = measured["latency_runs"]
     result.infer_vram_mb = measured.get("infer_vram_mb", static["infer_vram_estimate_mb"])
 
     if config.checkpoint_dir:
