@@ -6,7 +6,8 @@
    tagging presets, cross-entropy for the 8-class Ballroom ones) and ``--random-specs`` specs
    drawn from the default ``SearchSpace`` (seeded random sampler; FSDD's 64 × 101 input,
    10 classes, batch 64): the peak training VRAM measured by ``trainers.cost.measure_train_vram``
-   (3 warm-up Adam steps, then 5 measured ones, float32, ``cudnn.benchmark`` off), the estimate
+   through ``trainers.vram_probe`` (allocated and reserved peaks, docs/vram.md; 3 warm-up Adam
+   steps, then 5 measured ones, float32, ``cudnn.benchmark`` off), the estimate
    of ``trainers.cost.estimate_train_vram`` and PyTorch's MemTracker under FakeTensorMode
    (``vram_estimator.memtracker_above_base_mb``, the baseline). Compared quantity: the peak
    minus weights and batch (DESIGN.md's anchor protocol; the totals are listed too).
@@ -102,6 +103,7 @@ def vram_row(case: dict[str, Any]) -> dict[str, Any]:
     from search_spaces import build_model
     from trainers.cost import estimate_train_vram, measure_train_vram
     from trainers.cost_anchors import VramAnchor
+    from trainers.cost_vram import device_class_of
     from trainers.train import is_out_of_memory, release_memory
 
     spec, m, t, k = case["spec"], case["n_mels"], case["n_frames"], case["n_classes"]
@@ -113,9 +115,11 @@ def vram_row(case: dict[str, Any]) -> dict[str, Any]:
         "task": task,
     }
     start = time.perf_counter()
-    estimate = estimate_train_vram(spec, m, t, k, batch, "adam", False, task)
+    gpu_class = device_class_of(torch.cuda.get_device_name())
+    estimate = estimate_train_vram(spec, m, t, k, batch, "adam", False, task, gpu_class)
     row["estimate_s"] = round(time.perf_counter() - start, 3)
-    base_mb = estimate.breakdown["weights"] + estimate.breakdown["batch"]
+    # what the anchor protocol's peak-minus-base leaves out: weights, batch, library workspaces
+    base_mb = estimate.train_vram_mb - estimate.above_weights_and_batch_mb
     anchor = VramAnchor(case["name"], spec, m, t, k, batch, task, measured_above_base_mb=0.0)
     memtracker = vram_estimator.memtracker_above_base_mb(anchor)
     device = torch.device("cuda")
@@ -142,6 +146,10 @@ def vram_row(case: dict[str, Any]) -> dict[str, Any]:
             "measured_mb": round(measured.vram_mb, 1),
             "measured_reserved_mb": round(measured.reserved_mb, 1),
             "estimate_mb": round(estimate.train_vram_mb, 1),
+            "estimate_reserved_mb": _round(estimate.train_reserved_mb),
+            "estimate_reserved_error_pct": _round(
+                _pct(estimate.train_reserved_mb, measured.reserved_mb)
+            ),
             "estimate_total_error_pct": _round(_pct(estimate.train_vram_mb, measured.vram_mb)),
             "measured_above_base_mb": round(measured_above, 1),
             "estimate_above_base_mb": round(estimate.above_weights_and_batch_mb, 1),

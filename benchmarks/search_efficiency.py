@@ -119,7 +119,7 @@ def hypervolumes(
 
     objectives = [
         Objective("val_accuracy", "maximize", "val_accuracy"),
-        Objective("train_vram_mb", "minimize", "peak training VRAM (MB)"),
+        Objective("train_vram_mb", "minimize", "peak training VRAM (MiB)"),
     ]
     parsed = [[TrialRecord.from_dict(r) for r in s["records"]] for s in studies]
     everyone = [r for records in parsed for r in records]

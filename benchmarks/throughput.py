@@ -216,6 +216,8 @@ class PartResult:
     wall_s: float
     running_events: list[tuple[float, int]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() when the part's clock started (done_at_s counts from it)
+    started_monotonic: float = 0.0
 
 
 def fsnas_overrides(trials: int, workdir: Path, mlflow: bool) -> dict[str, Any]:
@@ -245,10 +247,23 @@ def fsnas_overrides(trials: int, workdir: Path, mlflow: bool) -> dict[str, Any]:
 
 def run_fsnas(trials: int, workdir: Path, mlflow: bool) -> PartResult:
     """Run a search of ``trials`` near-zero-work trials through ``run_search``; time each."""
-    from nas import search
     from nas.config import load_config
 
-    config = load_config(None, fsnas_overrides(trials, workdir, mlflow))
+    overrides = fsnas_overrides(trials, workdir, mlflow)
+    part = "fsnas-mlflow" if mlflow else "fsnas-no-mlflow"
+    return run_driver(load_config(None, overrides), part, trials, workdir, {"config": overrides})
+
+
+def run_driver(
+    config: Any, part: str, trials: int, workdir: Path, extra: dict[str, Any] | None = None
+) -> PartResult:
+    """Run the search of ``config`` through ``run_search``; time each finished trial.
+
+    The fsnas parts here and ``gpu_throughput.py``'s share it; ``extra`` is added to the
+    result's ``extra``. The progress lines go to ``<workdir>/progress.log``, timestamped.
+    """
+    from nas import search
+
     events: list[tuple[float, int]] = []
     started = 0.0  # set at the run_search call below (set_running reads it when called)
     # how many trials train, as the backend tells the driver (fuller than the progress line,
@@ -282,11 +297,12 @@ def run_fsnas(trials: int, workdir: Path, mlflow: bool) -> PartResult:
 
     optuna_trials = len(optuna.load_study(study_name=config.study, storage=config.storage).trials)
     return PartResult(
-        part="fsnas-mlflow" if mlflow else "fsnas-no-mlflow",
+        part=part,
         trials=trials,
         done_at_s=done,
         wall_s=wall_s,
         running_events=events,
+        started_monotonic=started,
         extra={
             "statuses": statuses,
             "records": len(outcome.records),
@@ -299,7 +315,7 @@ def run_fsnas(trials: int, workdir: Path, mlflow: bool) -> PartResult:
             "epochs_s_steady": middle_mean(epochs),
             "max_running_in_progress_line": max(stream.running, default=None),
             "return_after_last_finish_s": wall_s - done[-1] if done else None,
-            "config": fsnas_overrides(trials, workdir, mlflow),
+            **(extra or {}),
         },
     )
 
@@ -415,15 +431,26 @@ def child_main(part: str, trials: int, workdir: Path, raw_out: Path) -> int:
 
 
 # -- the parent: a fresh process per part, the table, the JSON ---------------------------------
-def spawn_part(part: str, trials: int, workdir: Path, timeout_s: float) -> dict[str, Any]:
-    """Run one part as ``python throughput.py --child PART`` and return its summary."""
+def spawn_part(
+    part: str,
+    trials: int,
+    workdir: Path,
+    timeout_s: float,
+    script: Path | None = None,
+    child_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run one part as ``python throughput.py --child PART`` and return its summary.
+
+    ``script`` (default this file) and its extra ``child_args``: ``gpu_throughput.py`` runs
+    its parts the same way.
+    """
     part_dir = workdir / part
     part_dir.mkdir(parents=True, exist_ok=True)
     raw = part_dir / "raw.json"
     log_path = part_dir / "output.log"
     argv = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        str(script or Path(__file__).resolve()),
         "--child",
         part,
         "--trials",
@@ -432,6 +459,7 @@ def spawn_part(part: str, trials: int, workdir: Path, timeout_s: float) -> dict[
         str(part_dir),
         "--raw-out",
         str(raw),
+        *(child_args or []),
     ]
     env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(benchlib.REPO), env.get("PYTHONPATH")]))

@@ -7,7 +7,15 @@ and stores: the measured peak-minus-base (H200), fsnas's ``estimate_train_vram``
 (the off-the-shelf baseline, two Adam steps, its peak minus weights and batch), the errors,
 and the estimator's run time. Needs no GPU and no data.
 
+Both estimates (docs/vram.md): ``train_vram_mb`` (allocated peak, cuBLAS workspaces of the
+H100/H200 class included) and ``train_reserved_mb`` (the caching-allocator simulation), beside
+every CUDA figure DESIGN.md records (the anchors' peak-minus-base, the presets' absolute peaks,
+the 1.2–1.6× reserved band), with the error; and both estimates for every preset at batch 32,
+96 × 187, 50 outputs. ``--markdown`` prints the README's tables. ``--device cuda`` also
+measures every network through ``trainers.vram_probe`` (the one probe).
+
 Usage: python benchmarks/vram_estimator.py [--out benchmarks/results/vram_estimator_cpu.json]
+       [--markdown] [--device cuda]
 """
 
 from __future__ import annotations
@@ -24,8 +32,14 @@ import torch
 
 from search_spaces import build_model, count_params
 from trainers.cost import estimate_train_vram
-from trainers.cost_anchors import VramAnchor, anchor_networks, preset_anchors
-from trainers.cost_vram import MIB, loss_fn, make_targets
+from trainers.cost_anchors import (
+    RESERVED_BAND_NETWORKS,
+    RESERVED_OVER_ALLOCATED,
+    VramAnchor,
+    anchor_networks,
+    preset_anchors,
+)
+from trainers.cost_vram import DEFAULT_DEVICE_CLASS, MIB, loss_fn, make_targets
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "vram_estimator_cpu.json"
 
@@ -61,7 +75,90 @@ def memtracker_above_base_mb(anchor: VramAnchor) -> float | None:
     return (total_b - weights_b - batch_b) / MIB
 
 
-def run() -> dict[str, Any]:
+def _pct(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return round(100 * (value / reference - 1), 1)
+
+
+def _absolute_figures(anchor: VramAnchor, estimate: Any) -> dict[str, Any]:
+    """Return both estimates beside DESIGN.md's absolute and reserved figures, with errors."""
+    library = estimate.breakdown["library_workspace"]
+    before = estimate.train_vram_mb - library  # the estimate without library workspaces
+    absolute = anchor.measured_absolute_mb
+    out: dict[str, Any] = {
+        "estimate_reserved_mb": round(estimate.train_reserved_mb, 1),
+        "estimate_library_workspace_mb": round(library, 3),
+        "estimate_train_vram_before_mb": round(before, 1),
+        "measured_absolute_mb": absolute,
+        "absolute_error_pct": _pct(estimate.train_vram_mb, absolute),
+        "absolute_error_before_pct": _pct(before, absolute),
+        "reserved_over_allocated": round(estimate.train_reserved_mb / estimate.train_vram_mb, 2),
+        "measured_reserved_band_mb": None,
+        "reserved_in_band": None,
+    }
+    if absolute is not None and anchor.name in RESERVED_BAND_NETWORKS:
+        lo, hi = (round(r * absolute) for r in RESERVED_OVER_ALLOCATED)
+        out["measured_reserved_band_mb"] = [lo, hi]
+        out["reserved_in_band"] = lo <= estimate.train_reserved_mb <= hi
+    return out
+
+
+def _measure_cuda(anchor: VramAnchor) -> dict[str, Any]:
+    """Return the probe's two peaks of ``anchor`` on CUDA (cudnn.benchmark off)."""
+    from trainers.cost import measure_train_vram
+    from trainers.train import release_memory
+
+    torch.backends.cudnn.benchmark = False
+    device = torch.device("cuda")
+    release_memory(device)
+    measured = measure_train_vram(
+        build_model(anchor.spec, anchor.n_mels, anchor.n_frames, anchor.n_classes),
+        (anchor.batch_size, 1, anchor.n_mels, anchor.n_frames),
+        anchor.n_classes,
+        task=anchor.task,
+        optimizer="adam",
+        device=device,
+    )
+    release_memory(device)
+    return {
+        "cuda_device": measured.device_name,
+        "cuda_train_vram_mb": round(measured.vram_mb, 1),
+        "cuda_train_reserved_mb": round(measured.reserved_mb, 1),
+        "cuda_above_state_mb": round(measured.above_base_mb, 1),
+    }
+
+
+def preset_rows() -> list[dict[str, Any]]:
+    """Return both estimates for every preset at batch 32, 96 × 187, 50 outputs (BCE, Adam).
+
+    A preset that does not fit 96 × 187 (its pooling needs a longer input) is estimated at its
+    reference input, which the row names.
+    """
+    from search_spaces.errors import SpecError
+    from search_spaces.presets import list_presets
+
+    rows = []
+    for preset in list_presets():
+        shape = (96, 187, 50)
+        try:
+            estimate = estimate_train_vram(preset.spec, *shape, 32, "adam", task="multi_label")
+        except SpecError:
+            shape = (preset.n_mels, preset.n_frames, preset.n_classes)
+            estimate = estimate_train_vram(preset.spec, *shape, 32, "adam", task="multi_label")
+        rows.append(
+            {
+                "name": preset.name,
+                "input": f"32×1×{shape[0]}×{shape[1]}, {shape[2]} outputs",
+                "train_vram_mb": round(estimate.train_vram_mb, 1),
+                "train_reserved_mb": round(estimate.train_reserved_mb, 1),
+                "library_workspace_mb": round(estimate.breakdown["library_workspace"], 3),
+            }
+        )
+    return rows
+
+
+def run(device: str = "cpu") -> dict[str, Any]:
     """Return one row per measured network plus summary error statistics."""
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
@@ -102,11 +199,15 @@ def run() -> dict[str, Any]:
                 "memtracker_error_pct": None
                 if baseline is None
                 else round(100 * (baseline / measured - 1), 1),
+                **_absolute_figures(anchor, estimate),
+                **(_measure_cuda(anchor) if device == "cuda" else {}),
             }
         )
     return {
         "what": "fsnas estimate_train_vram vs measured anchors (DESIGN.md, H200) and MemTracker",
         "compared_quantity": "peak minus weights and batch (anchor protocol peak-minus-base), MiB",
+        "device_class": DEFAULT_DEVICE_CLASS,
+        "presets_batch32_96x187_50": preset_rows(),
         "method": estimate.method,
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -115,6 +216,16 @@ def run() -> dict[str, Any]:
             "estimate": _errors([r["estimate_error_pct"] for r in rows]),
             "memtracker": _errors(
                 [r["memtracker_error_pct"] for r in rows if r["memtracker_error_pct"] is not None]
+            ),
+            "absolute": _errors(
+                [r["absolute_error_pct"] for r in rows if r["absolute_error_pct"] is not None]
+            ),
+            "absolute_before_workspaces": _errors(
+                [
+                    r["absolute_error_before_pct"]
+                    for r in rows
+                    if r["absolute_error_before_pct"] is not None
+                ]
             ),
         },
     }
@@ -131,12 +242,55 @@ def _errors(errors_pct: list[float]) -> dict[str, float | int]:
     }
 
 
+def _cell(value: Any, fmt: str = "{:.0f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Return the README's two tables (MiB): estimates vs DESIGN.md's CUDA figures; presets."""
+    lines = [
+        "| network | estimate allocated | DESIGN.md absolute (error; before) | estimate above "
+        "state | DESIGN.md above state (error) | estimate reserved | DESIGN.md reserved |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        absolute = "–"
+        if r["measured_absolute_mb"] is not None:
+            absolute = (
+                f"{r['measured_absolute_mb']:.0f} ({r['absolute_error_pct']:+.1f} %; "
+                f"{r['absolute_error_before_pct']:+.1f} %)"
+            )
+        band = r["measured_reserved_band_mb"]
+        reserved = "not recorded"
+        if band is not None:
+            inside = "inside" if r["reserved_in_band"] else "outside"
+            reserved = f"{band[0]}–{band[1]} (1.2–1.6× absolute; {inside})"
+        lines.append(
+            f"| `{r['name']}` | {r['estimate_train_vram_mb']:.1f} | {absolute} | "
+            f"{r['estimate_above_base_mb']:.1f} | {r['measured_above_base_mb']:.0f} "
+            f"({r['estimate_error_pct']:+.1f} %) | {r['estimate_reserved_mb']:.0f} | {reserved} |"
+        )
+    lines += [
+        "",
+        "| preset | input | train_vram_mb | train_reserved_mb |",
+        "|---|---|---|---|",
+    ]
+    for p in result["presets_batch32_96x187_50"]:
+        lines.append(
+            f"| `{p['name']}` | {p['input']} | {p['train_vram_mb']:.1f} | "
+            f"{p['train_reserved_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the comparison, print a table and write the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--markdown", action="store_true", help="also print the README tables")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
-    result = run()
+    result = run(args.device)
     header = f"{'network':<24} {'params':>8} {'measured':>9} {'fsnas':>8} {'err':>7} "
     header += f"{'MemTracker':>10} {'err':>7} {'time':>6}"
     print(header)
@@ -151,6 +305,8 @@ def main() -> None:
         )
     for name, stats in result["summary"].items():
         print(f"{name}: {stats}")
+    if args.markdown:
+        print(markdown(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

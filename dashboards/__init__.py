@@ -11,6 +11,9 @@ from typing import Any
 
 # public name -> the module of dashboards that defines it
 _EXPORTS = {
+    "ConfirmTracker": "confirm_tracking",
+    "write_confirm_plots": "confirm_plots",
+    "write_importance_plots": "importance_plots",
     "VariantPoint": "ablation_plots",
     "write_ablation_plots": "ablation_plots",
     "write_pareto_json": "artifacts",
@@ -37,6 +40,7 @@ _EXPORTS = {
 __all__ = [
     "CHECKPOINT_KEY",
     "TRIAL_STATUSES",
+    "ConfirmTracker",
     "Objective",
     "StudySummary",
     "StudyTracker",
@@ -53,6 +57,8 @@ __all__ = [
     "register_model",
     "resolve_tracking_uri",
     "write_ablation_plots",
+    "write_confirm_plots",
+    "write_importance_plots",
     "write_pareto_json",
     "write_study_artifacts",
     "write_trials_csv",
@@ -90,4 +96,16 @@ def __getattr__(name: str) -> Any:
         from dashboards import tracking
 
         return getattr(tracking, name)
+    if module == "confirm_plots":
+        from dashboards import confirm_plots
+
+        return getattr(confirm_plots, name)
+    if module == "confirm_tracking":
+        from dashboards import confirm_tracking
+
+        return getattr(confirm_tracking, name)
+    if module == "importance_plots":
+        from dashboards import importance_plots
+
+        return getattr(importance_plots, name)
     raise AttributeError(f"module 'dashboards' has no attribute {name!r}")

@@ -275,7 +275,7 @@ def write_ablation_plots(
     Returns the paths written: ``ablation_metric``, ``ablation_vram`` and ``ablation_plane``,
     each as ``.html`` and ``.png`` (a quantity no variant has is skipped).
     """
-    vram_title = "peak training VRAM (MB)" + (", estimated" if vram_estimated else "")
+    vram_title = "peak training VRAM (MiB)" + (", estimated" if vram_estimated else "")
     written: list[Path] = []
     for stem, key, y_title in ((METRIC_STEM, metric, metric), (VRAM_STEM, vram_key, vram_title)):
         if not _series(points, key):

@@ -175,6 +175,14 @@ def write_study_artifacts(
             written.append(
                 plots.write_pareto_png(out_dir / f"{stem}.png", records, objectives, x, y, **kwargs)
             )
+    for y, x in plots.receptive_pairs(records, objectives):  # metric against receptive field
+        stem = plots.pair_file_stem(y, x)
+        written.append(
+            plots.write_pareto_html(out_dir / f"{stem}.html", records, objectives, x, y, **kwargs)
+        )
+        written.append(
+            plots.write_pareto_png(out_dir / f"{stem}.png", records, objectives, x, y, **kwargs)
+        )
     if summary.hypervolume_history:
         written.append(plots.write_hypervolume_html(out_dir / HYPERVOLUME_HTML, summary))
         written.append(plots.write_hypervolume_png(out_dir / HYPERVOLUME_PNG, summary))

@@ -43,8 +43,9 @@ _GROUP_LABELS: dict[str, str] = {
 _COST_FORMATS: tuple[tuple[str, str], ...] = (
     ("params", "{:,.0f}"),
     ("gflops", "{:.4g}"),
-    ("train_vram_mb", "{:.1f}"),
-    ("infer_vram_mb", "{:.1f}"),
+    ("train_vram_mb", "{:.1f} MiB"),
+    ("train_reserved_mb", "{:.1f} MiB"),
+    ("infer_vram_mb", "{:.1f} MiB"),
     ("latency_ms", "{:.3g}"),
 )
 _SUMMARY_WRAP_CHARS = 70
@@ -78,6 +79,32 @@ def trial_group(record: TrialRecord) -> str:
 def pair_file_stem(y: Objective, x: Objective) -> str:
     """Return the artifact stem of a pairwise plot, ``pareto_<y>_vs_<x>``."""
     return f"pareto_{y.name}_vs_{x.name}"
+
+
+RECEPTIVE_AXES: tuple[Objective, ...] = (
+    Objective("receptive_freq_bins", "maximize", "mel bins one unit of the last block sees"),
+    Objective(
+        "receptive_whole_freq_depth",
+        "minimize",
+        "first block whose units see the whole frequency axis",
+    ),
+)
+"""Axes a pairwise plot may use besides the objectives: the design's receptive field
+(``search_spaces.receptive``), read from each trial's costs; plotted against the metric."""
+
+
+def receptive_pairs(
+    records: Sequence[TrialRecord], objectives: Sequence[Objective]
+) -> list[tuple[Objective, Objective]]:
+    """Return (metric, receptive axis) pairs for the axes some record carries a value of."""
+    if not objectives:
+        return []
+    return [
+        (objectives[0], axis)
+        for axis in RECEPTIVE_AXES
+        if axis.name not in {o.name for o in objectives}
+        and any(isinstance(r.costs.get(axis.name), (int, float)) for r in records)
+    ]
 
 
 def objective_pairs(objectives: Sequence[Objective]) -> list[tuple[Objective, Objective]]:
@@ -133,11 +160,40 @@ def _wrap(text: str, width: int) -> list[str]:
 def _points(records: Sequence[TrialRecord], x: Objective, y: Objective) -> list[_Point]:
     points = []
     for rec in records:
-        xv, yv = rec.objectives.get(x.name), rec.objectives.get(y.name)
+        # an objective, or an axis of RECEPTIVE_AXES read from the costs
+        xv, yv = (_axis_value(rec, axis.name) for axis in (x, y))
         if xv is None or yv is None or not (math.isfinite(xv) and math.isfinite(yv)):
             continue
         points.append(_Point(rec, float(xv), float(yv)))
     return points
+
+
+def _axis_value(record: TrialRecord, name: str) -> float | None:
+    value = record.objectives.get(name)
+    if value is None:
+        cost = record.costs.get(name)
+        value = cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+    if value is None and record.status != "complete":
+        value = last_value(record, name)
+    return value
+
+
+def last_value(record: TrialRecord, name: str) -> float | None:
+    """Return the last value a trial that did not complete knew of objective ``name``: its
+    metric when stopped (``val_accuracy_at_stop``), the last epoch's, or its cost estimate
+    (``train_vram_estimate_mb`` for ``train_vram_mb``); None when it has none."""
+    found = [record.metrics.get(name), record.metrics.get(f"{name}_at_stop")]
+    found.append(next((e[name] for e in reversed(record.history) if name in e), None))
+    if name.endswith("_mb"):
+        found.append(record.costs.get(f"{name[: -len('_mb')]}_estimate_mb"))
+    for value in found:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+# opacity of the trials that did not complete (drawn at their last values)
+_FADED = 0.35
 
 
 def _front_line(points: Sequence[_Point]) -> list[_Point]:
@@ -199,7 +255,7 @@ def pareto_figure(
                     "symbol": symbol,
                     "color": colour,
                     "size": 14 if is_front else 9,
-                    "opacity": 1.0 if is_front else 0.75,
+                    "opacity": 1.0 if is_front else (0.75 if group == "dominated" else _FADED),
                     "line": {"width": 1, "color": "#333333"} if is_front else {"width": 1.5},
                 },
                 text=[hover_text(p.record, objectives) for p in members],
@@ -332,7 +388,7 @@ def write_pareto_png(
             s=140 if is_front else 40,
             c=colour,
             edgecolors="#333333" if is_front and filled else None,
-            alpha=1.0 if is_front else 0.75,
+            alpha=1.0 if is_front else (0.75 if group == "dominated" else _FADED),
             label=f"{_GROUP_LABELS[group]} ({len(members)})",
             zorder=3 if is_front else 2,
         )

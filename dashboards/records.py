@@ -29,6 +29,9 @@ TRIAL_STATUSES: tuple[str, ...] = (
 
 # TrialRecord.costs key: the path of the trial's kept best-epoch weights (a safetensors file)
 CHECKPOINT_KEY = "checkpoint"
+# TrialRecord.costs key: why a complete trial's weights could not be kept (e.g. a full disk,
+# naming the path); the trial's result stands and ``fsnas export`` retrains its weights
+WEIGHTS_NOT_KEPT_KEY = "weights_not_kept"
 
 
 @dataclass
@@ -72,7 +75,7 @@ class Objective:
 
     name: str
     direction: Direction
-    label: str = ""  # axis title with unit, e.g. "peak training VRAM (MB)"
+    label: str = ""  # axis title with unit, e.g. "peak training VRAM (MiB)"
 
     @property
     def title(self) -> str:

@@ -36,7 +36,7 @@ from dashboards.mlflow_store import (
 )
 from dashboards.records import CHECKPOINT_KEY, StudySummary, TrialRecord
 
-StudyKind = Literal["search", "ablation", "train"]
+StudyKind = Literal["search", "ablation", "train", "confirm"]
 
 # Tag keys. The trial tags are the names users filter on in the MLflow UI, so they are short.
 TAG_STUDY = "fsnas.study"
@@ -53,6 +53,12 @@ TAG_TRIAL_NUMBER = "optuna_trial_number"
 TAG_REASON = "reason"
 TAG_SPEC_SUMMARY = "spec_summary"
 TAG_INITIAL_SPEC = "fsnas.initial_spec"  # a warm-start trial: the search.initial_specs entry
+# the units of every metric a trial logs (MLflow metrics carry no unit of their own)
+TAG_UNITS = "fsnas.units"
+UNITS_NOTE = (
+    "*_mb: MiB (2**20 bytes); train_vram_mb: peak allocated, train_reserved_mb: peak reserved "
+    "(docs/vram.md); *_ms: milliseconds; *_seconds/*_s: seconds; gflops: forward GFLOPs per clip"
+)
 # MLflow 3's UI opens experiments in its GenAI view unless told they hold model training.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 # Status of a child run in the MLflow UI for each trial status.
@@ -116,9 +122,13 @@ def mlflow_key(name: str) -> str:
 
 
 def trial_params(record: TrialRecord) -> dict[str, str]:
-    """Return the params of a trial's run: the flattened spec (``spec.*``) and train config."""
+    """Return the params of a trial's run: the flattened spec (``spec.*``), train config and
+    the design's receptive field (``receptive_*``, facts of the spec and input, when known)."""
+    from search_spaces.receptive import RECEPTIVE_KEYS
+
     params = flatten(record.spec, "spec.")
     params.update(flatten(record.train_config, "train."))
+    params.update({k: str(record.costs[k]) for k in RECEPTIVE_KEYS if k in record.costs})
     return params
 
 
@@ -134,6 +144,7 @@ def trial_tags(record: TrialRecord) -> dict[str, str]:
         TAG_SPEC_SUMMARY: record.spec_summary,
         TAG_REASON: record.reason,
         TAG_INITIAL_SPEC: record.initial_spec,
+        TAG_UNITS: UNITS_NOTE,
     }
     # an empty tag says nothing and clutters the UI's tag list
     return {k: v for k, v in tags.items() if v}

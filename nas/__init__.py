@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 # public name -> the module of nas that defines it
 _EXPORTS = {
+    "ConfirmError": "confirm",
+    "confirm_stats": "confirm",
+    "study_importance": "insight",
     "AblationError": "ablation",
     "AblationPlan": "ablation",
     "factor_plan": "ablation",
@@ -28,6 +31,9 @@ _EXPORTS = {
     "ConfigError": "config",
     "StudyConfig": "config",
     "load_config": "config",
+    "Evaluation": "evaluate",
+    "EvaluationError": "evaluate",
+    "evaluate_bundle": "evaluate",
     "ExportError": "export",
     "export_bundle": "export",
     "export_from_study": "export",
@@ -37,6 +43,7 @@ _EXPORTS = {
     "knee_point": "pareto",
     "pareto_front": "pareto",
     "select": "pareto",
+    "SearchInterrupted": "interrupt",
     "SearchOutcome": "search",
     "load_study": "search",
     "outcome_text": "search",
@@ -54,9 +61,13 @@ __all__ = [
     "AblationPlan",
     "BundleError",
     "ConfigError",
+    "ConfirmError",
+    "Evaluation",
+    "EvaluationError",
     "ExportError",
     "ExportedModel",
     "SearchError",
+    "SearchInterrupted",
     "SearchOutcome",
     "SelectionError",
     "StoredStudy",
@@ -64,6 +75,8 @@ __all__ = [
     "TrialSettings",
     "__version__",
     "ablation_table",
+    "confirm_stats",
+    "evaluate_bundle",
     "export_bundle",
     "export_from_study",
     "factor_plan",
@@ -82,6 +95,7 @@ __all__ = [
     "run_trial",
     "select",
     "select_trial",
+    "study_importance",
     "study_plan",
 ]
 
@@ -109,6 +123,10 @@ def __getattr__(name: str) -> Any:
         from nas import config
 
         return getattr(config, name)
+    if module == "evaluate":
+        from nas import evaluate
+
+        return getattr(evaluate, name)
     if module == "export":
         from nas import export
 
@@ -121,6 +139,10 @@ def __getattr__(name: str) -> Any:
         from nas import search
 
         return getattr(search, name)
+    if module == "interrupt":
+        from nas import interrupt
+
+        return getattr(interrupt, name)
     if module == "study":
         from nas import study
 
@@ -129,4 +151,12 @@ def __getattr__(name: str) -> Any:
         from nas import trial
 
         return getattr(trial, name)
+    if module == "confirm":
+        from nas import confirm
+
+        return getattr(confirm, name)
+    if module == "insight":
+        from nas import insight
+
+        return getattr(insight, name)
     raise AttributeError(f"module 'nas' has no attribute {name!r}")

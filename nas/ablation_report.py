@@ -30,11 +30,29 @@ validation passes, summed from the history), so a worker's first-trial start-up 
 the rest come from ``TrialRecord.costs``."""
 
 COST_LABELS: dict[str, str] = {
-    "train_vram_mb": "train VRAM MB",
+    "train_vram_mb": "train VRAM MiB",
     "gflops": "GFLOPs",
     "params": "params",
     "latency_ms": "latency ms",
     "seconds": "train s",
+}
+EXTRA_KEYS: tuple[str, ...] = (
+    "val_pitch_robustness",
+    "receptive_freq_bins",
+    "receptive_whole_freq_depth",
+)
+"""Quantities summarised like the costs when the trials carry them: the metric under pitch
+shift (``data.pitch_shifts``; ``TrialRecord.metrics``) and the design's receptive field
+(``search_spaces.receptive``; ``TrialRecord.costs``). Tables and CSVs show only those present."""
+EXTRA_LABELS: dict[str, str] = {
+    "val_pitch_robustness": "pitch-robust",
+    "receptive_freq_bins": "RF bins",
+    "receptive_whole_freq_depth": "whole-freq block",
+}
+_EXTRA_FORMATS = {
+    "val_pitch_robustness": ".4f",
+    "receptive_freq_bins": ".0f",
+    "receptive_whole_freq_depth": ".0f",
 }
 CONFIDENCE = 0.95
 ABLATION_CSV = "ablation.csv"
@@ -67,6 +85,8 @@ def trial_values(record: TrialRecord, metric: str) -> dict[str, float]:
     raw: dict[str, Any] = {metric: record.metrics.get(metric)}
     for key in COST_KEYS:
         raw[key] = record.costs.get(key)
+    for key in EXTRA_KEYS:
+        raw[key] = record.metrics.get(key, record.costs.get(key))
     epoch_seconds = [e.get("seconds") for e in record.history]
     if epoch_seconds and all(isinstance(v, (int, float)) for v in epoch_seconds):
         raw["seconds"] = math.fsum(float(v) for v in epoch_seconds if v is not None)
@@ -110,7 +130,7 @@ def aggregate(
         by_seed = per_variant[i]
         summaries: dict[str, Summary] = {}
         comparisons: dict[str, PairedComparison] = {}
-        for key in (metric, *COST_KEYS):
+        for key in (metric, *COST_KEYS, *EXTRA_KEYS):
             sample = [v[key] for v in by_seed.values() if key in v]
             if sample:
                 summaries[key] = summarize(sample, confidence)
@@ -166,11 +186,18 @@ _COST_FORMATS = {
 }
 
 
+def extra_keys(stats: Sequence[VariantStats]) -> list[str]:
+    """Return the ``EXTRA_KEYS`` some variant has a value of (table and CSV columns)."""
+    return [k for k in EXTRA_KEYS if any(k in s.values for s in stats)]
+
+
 def ablation_table(
     stats: Sequence[VariantStats], metric: str, vram_source: str = "", seeds: int | None = None
 ) -> str:
     """Return the terminal table: per variant, the metric's mean with its 95 % CI, the paired
-    difference with the base (CI, p-value) and each cost as mean ± CI half-width."""
+    difference with the base (CI, p-value), each cost as mean ± CI half-width, then the
+    ``EXTRA_KEYS`` the trials carry (pitch robustness, receptive field)."""
+    extras = extra_keys(stats)
     header = [
         "variant",
         "n",
@@ -178,6 +205,7 @@ def ablation_table(
         "Δ vs base [95% CI]",
         "p",
         *(_cost_header(k, vram_source) for k in COST_KEYS),
+        *(EXTRA_LABELS[k] for k in extras),
     ]
     rows: list[list[str]] = []
     for s in stats:
@@ -191,6 +219,7 @@ def ablation_table(
                 diff,
                 p,
                 *(_interval(s.values.get(k), _COST_FORMATS[k]) for k in COST_KEYS),
+                *(_interval(s.values.get(k), _EXTRA_FORMATS[k]) for k in extras),
             ]
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -251,7 +280,7 @@ def stats_rows(
         row["spec_summary"] = s.variant.spec.summary()
         row["n"] = s.n
         row["n_failed"] = len(s.failures)
-        for key in (metric, *COST_KEYS):
+        for key in (metric, *COST_KEYS, *extra_keys(stats)):
             row.update(_summary_fields(key, s.values.get(key)))
             row.update(_comparison_fields(f"{key}_vs_base", s.versus_base.get(key)))
         rows.append(row)
@@ -376,7 +405,7 @@ def parent_metrics(outcome: AblationOutcome) -> dict[str, float]:
         if comparison is not None:
             out[f"{prefix}.{metric}_diff_vs_base"] = comparison.mean_diff
             out[f"{prefix}.{metric}_p_value"] = comparison.p_value
-        for key in COST_KEYS:
+        for key in (*COST_KEYS, *EXTRA_KEYS):
             if key in s.values:
                 out[f"{prefix}.{key}_mean"] = s.values[key].mean
     return {k: v for k, v in out.items() if math.isfinite(v)}
@@ -421,6 +450,7 @@ __all__ = [
     "CONFIDENCE",
     "COST_KEYS",
     "COST_LABELS",
+    "EXTRA_KEYS",
     "PLAN_JSON",
     "SUMMARY_JSON",
     "TRIALS_CSV",

@@ -4,10 +4,14 @@ A bundle is a directory of plain files (``BUNDLE_FILES``); nothing in it is ever
 executed. ``spec.json``, ``features.json`` and ``labels.json`` are JSON, read with ``json``;
 ``model.safetensors`` holds the tensors (weights, biases, BatchNorm statistics) and, in its string
 metadata, the SHA-256 of each JSON file, so an edited spec, feature config or label list is caught
-before anything is built. ``torch.load`` is never called.
+before anything is built, and the SHA-256 of the tensors themselves (``weights_sha256``, see
+``trainers.checkpoint.tensors_sha256``), so one flipped weight byte is caught too; NaN or
+infinite weights, and NaN or infinite scores, are refused. A bundle of format version 1
+(exported before the weights hash) loads with a warning. ``torch.load`` is never called.
 
 This module depends on torch, torchaudio (through the feature transform), safetensors and fsnas's
-``search_spaces.build_model`` and ``trainers.features.waveform_to_features`` only: no Ray, Optuna
+``search_spaces.build_model``, ``trainers.features.waveform_to_features`` and
+``trainers.checkpoint.weights_problem`` (the tensors' hash and finiteness) only: no Ray, Optuna
 or MLflow, so a deployment needs none of the search machinery.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -25,9 +30,10 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from search_spaces.build import build_model
-from search_spaces.errors import FsnasError
+from search_spaces.errors import FsnasError, FsnasWarning
 from search_spaces.spec import ArchSpec
 from trainers.audio import read_audio
+from trainers.checkpoint import WEIGHTS_HASH_KEY, weights_problem
 from trainers.features import waveform_to_features
 from trainers.featureset import TASKS, FeatureConfig, Task
 
@@ -41,7 +47,9 @@ BUNDLE_FILES: Final = (SPEC_FILE, WEIGHTS_FILE, ONNX_FILE, FEATURES_FILE, LABELS
 """Every file ``fsnas export`` writes; the first five are checked by ``load_exported``."""
 
 BUNDLE_FORMAT: Final = "fsnas-bundle"
-BUNDLE_FORMAT_VERSION: Final = 1
+BUNDLE_FORMAT_VERSION: Final = 2
+"""2: ``model.safetensors`` records the SHA-256 of its tensors (``weights_sha256``); 1: it
+does not (such bundles load with a warning)."""
 
 HASHED_FILES: Final[dict[str, str]] = {
     SPEC_FILE: "spec_sha256",
@@ -166,8 +174,18 @@ class ExportedModel:
         return torch.softmax(logits, dim=-1)
 
     def predict_features(self, logmel: torch.Tensor) -> torch.Tensor:
-        """Return probabilities (batch, n_classes) for model inputs (batch, 1, n_mels, n_frames)."""
-        return self.scores(self.logits(logmel))
+        """Return probabilities (batch, n_classes) for model inputs (batch, 1, n_mels, n_frames).
+
+        Raises:
+            BundleError: a score is NaN or infinite (broken weights or a broken input).
+        """
+        probabilities = self.scores(self.logits(logmel))
+        if not bool(torch.isfinite(probabilities).all()):
+            raise BundleError(
+                f"bundle {self.directory}: the model gives NaN or infinite scores for this input "
+                "(broken weights or a broken input); no prediction is made"
+            )
+        return probabilities
 
     def predict(self, waveform: torch.Tensor | np.ndarray, sample_rate_hz: int) -> torch.Tensor:
         """Return the probabilities (n_classes,) of one clip, (time,) or (channels, time)."""
@@ -255,6 +273,31 @@ def verify_hashes(directory: Path, metadata: dict[str, str], weights_path: Path)
             )
 
 
+def _check_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Refuse damaged or non-finite tensors; warn about a version-1 bundle without a hash.
+
+    Raises:
+        BundleError: the tensors differ from their recorded SHA-256, a bundle of format 2 or
+            later has no hash (it was stripped), or a tensor holds NaN or infinity.
+    """
+    if WEIGHTS_HASH_KEY not in metadata:
+        version = metadata.get("format_version", "1")
+        if version != "1":
+            raise BundleError(
+                f"{path}: format_version {version} but metadata key {WEIGHTS_HASH_KEY!r} "
+                "(hash of the tensors) is missing; the file was edited"
+            )
+        warnings.warn(
+            f"{path}: exported before fsnas recorded a hash of the weights (format 1), so "
+            "damaged tensors cannot be detected; re-export the bundle to add one",
+            FsnasWarning,
+            stacklevel=3,
+        )
+    problem = weights_problem(state, metadata)
+    if problem is not None:
+        raise BundleError(f"{path}: {problem}")
+
+
 def _parse_labels(path: Path, data: Any) -> tuple[list[str], Task]:
     if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
         raise BundleError(f"{path}: expected an object with a 'labels' list")
@@ -282,7 +325,8 @@ def load_exported(directory: str | Path, device: str | torch.device = "cpu") -> 
     Reads JSON and safetensors only (no pickle, no code). Checks, in order: every required file
     exists; ``model.safetensors`` is a safetensors file of this format; the recorded hashes of
     ``spec.json``, ``features.json``, ``labels.json`` (and ``model.onnx`` when present) match;
-    the spec parses and builds for the recorded input; the weights fit the model exactly.
+    the spec parses and builds for the recorded input; the tensors match their recorded hash
+    and are finite; the weights fit the model exactly.
 
     Raises:
         BundleError: any check fails; the message names the file.
@@ -336,6 +380,7 @@ def load_exported(directory: str | Path, device: str | torch.device = "cpu") -> 
             f"{spec_path}: does not build for {n_mels} x {n_frames} ({exc})"
         ) from None
     state = _read_tensors(weights_path)
+    _check_weights(weights_path, state, metadata)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -4,6 +4,11 @@ A study config file is plain YAML (read with ``yaml.safe_load``: it can never im
 code). Every key is checked: an unknown key, a wrong type or an out-of-range value raises
 ``ConfigError`` naming the file, the dotted key and the value. Flags override keys through
 ``apply_overrides`` with the same checks, so ``--epochs -1`` fails like ``epochs: -1``.
+
+YAML anchors and aliases (``&a`` / ``*a``) are allowed, but the document they expand to is
+bounded (``MAX_YAML_NODES`` values, no recursive alias): a "billion laughs" file of a few
+hundred bytes is refused before anything walks it, and messages quote at most a short excerpt
+of a value (``search_spaces.errors.excerpt``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +26,9 @@ from typing import Any, Literal, get_args
 import yaml
 
 from dashboards.records import Objective
-from search_spaces.errors import FsnasError
-from trainers.featureset import FeatureConfig
+from search_spaces.around import DEFAULT_MAX_MOVES, MAX_MOVES
+from search_spaces.errors import FsnasError, FsnasWarning, excerpt
+from trainers.featureset import MAX_CLIP_SECONDS, FeatureConfig
 from trainers.metrics import PRIMARY_METRIC
 from trainers.result import TrainConfig
 
@@ -32,7 +39,8 @@ DEFAULT_STORAGE = "sqlite:///.fsnas/studies.db"
 # what `fsnas export --retrain-on` may train the exported model on
 RETRAIN_ON = ("train", "train+valid")
 DEFAULT_RAY_DIR = ".fsnas/ray"
-DEFAULT_WEIGHTS_DIR = ".fsnas/weights"  # <weights_dir>/<study>/trial-NNNNN.safetensors
+# <weights_dir>/<study>/<storage key>/trial-NNNNN.safetensors (nas.study.weights_folder)
+DEFAULT_WEIGHTS_DIR = ".fsnas/weights"
 # which trained trials' best-epoch weights the search keeps (``fsnas export`` uses them)
 KeepWeights = Literal["front", "all", "none"]
 KEEP_WEIGHTS: tuple[str, ...] = get_args(KeepWeights)
@@ -41,11 +49,12 @@ KEEP_WEIGHTS: tuple[str, ...] = get_args(KeepWeights)
 # "val_metric" stands for the task's validation metric (see ``metric_name``).
 OBJECTIVES: dict[str, tuple[Literal["maximize", "minimize"], str]] = {
     "val_metric": ("maximize", "validation metric"),
-    "train_vram_mb": ("minimize", "peak training VRAM (MB)"),
+    "train_vram_mb": ("minimize", "peak training VRAM (MiB)"),
     "gflops": ("minimize", "forward GFLOPs per clip"),
     "params": ("minimize", "parameters"),
     "latency_ms": ("minimize", "batch-1 latency (ms)"),
-    "infer_vram_mb": ("minimize", "peak inference VRAM (MB)"),
+    "infer_vram_mb": ("minimize", "peak inference VRAM (MiB)"),
+    "val_pitch_robustness": ("maximize", "validation metric under pitch shift"),
 }
 # the validation metric a task is judged by: trainers.metrics.PRIMARY_METRIC on the valid split
 TASK_METRICS: dict[str, str] = {task: f"val_{name}" for task, name in PRIMARY_METRIC.items()}
@@ -53,6 +62,14 @@ TASK_METRICS: dict[str, str] = {task: f"val_{name}" for task, name in PRIMARY_ME
 
 class ConfigError(FsnasError, ValueError):
     """The study config is malformed; the message names the file, the key and the value."""
+
+
+# A study config is a few dozen values; aliases may repeat parts of it, but what they expand
+# to is bounded (a 300-byte alias bomb expands to 10^9 values and took 104 s and 6 GB).
+MAX_YAML_NODES = 10_000
+MAX_STUDY_CHARS = 100
+# PyYAML's pure-Python scanner reads about 1 MB/s: a larger file is not a study config
+MAX_CONFIG_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,9 @@ class DataConfig:
     cache_dir: str = ".fsnas/cache"
     on_bad_audio: Literal["fail", "skip"] = "fail"
     label_regex: str | None = None
+    # semitones: the valid split is also featurised pitch-shifted by each, and every trial
+    # reports val_pitch_robustness (its metric averaged over these shifts); e.g. [-2, 2]
+    pitch_shifts: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,10 +108,13 @@ class SearchConfig:
     seed: int = 0
     objectives: tuple[str, ...] = ("val_metric", "train_vram_mb")
     time_budget_s: float | None = None  # the whole search; trials in flight finish
-    max_train_vram_mb: float | None = None
+    max_train_vram_mb: float | None = None  # MiB (train_vram_mb, docs/vram.md)
     max_failures: int = 0  # retries of a crashed trial (a failed *result* is never retried)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     population_size: int | None = None  # nsga2 generation size; None = min(trials, 50) // 2
+    # finished trials tpe / gp model at most (besides the Pareto front); None: nas.sampling's
+    # default per sampler, 0: every trial (a proposal's cost then grows with the study)
+    model_window: int | None = None
     keep_weights: KeepWeights = "front"  # front: the final front's; all: every complete trial's
     # warm start: designs evaluated first, as trials of the study (preset names or spec JSON
     # files); each must be a point of the search space
@@ -107,8 +130,12 @@ class ResourcesConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: str = "auto"  # "auto", a fraction like "0.25", or "1"
     max_concurrent: int | None = None  # None: as many as the resources allow
-    gpu_memory_mb: float | None = None  # for "auto"; None: read from the driver's GPU 0
+    gpu_memory_mb: float | None = None  # MiB, for "auto"; None: read from the driver's GPU 0
     reuse_actors: bool = True
+
+
+SPACE_BASE_KEY = "base"
+"""The ``space:`` key naming the space (a named space or a YAML file) its other keys change."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +148,13 @@ class StudyConfig:
     ray_dir: str = DEFAULT_RAY_DIR
     weights_dir: str = DEFAULT_WEIGHTS_DIR
     data: DataConfig = field(default_factory=DataConfig)
-    space: dict[str, Any] = field(default_factory=dict)  # search_spaces.SearchSpace bounds
+    # search_spaces.SearchSpace keys; "base": a named space (nas/configs/spaces) or a YAML file
+    # of keys that the others change (`space: literature` is short for {base: literature})
+    space: dict[str, Any] = field(default_factory=dict)
+    # a preset or spec file: search the designs within space_around_moves one-step moves of it
+    # (search_spaces.around), the design first; replaces `space`
+    space_around: str | None = None
+    space_around_moves: int = DEFAULT_MAX_MOVES
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=4))
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -169,14 +202,28 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
     if path is not None:
         where = str(path)
         try:
+            size = Path(path).stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"{where}: {size:,} bytes > the limit of {MAX_CONFIG_BYTES:,} "
+                    "(MAX_CONFIG_BYTES); a study config is a few kB"
+                )
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{where}: cannot read the config file ({exc.strerror})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: invalid YAML ({exc})".replace("\n", " ")) from None
-        if loaded is None:
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{where}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); save the "
+                "config as UTF-8 YAML"
+            ) from None
+        loaded = safe_load_bounded(text, where)
+        if loaded is None or loaded == {}:
+            warnings.warn(
+                f"{where}: the file sets no key; every key takes its default "
+                f"({_defaults_summary()}); see configs/ for examples",
+                FsnasWarning,
+                stacklevel=2,
+            )
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{where}: expected a mapping of keys, got {type(loaded).__name__}")
@@ -187,8 +234,87 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
     return config
 
 
+def _defaults_summary() -> str:
+    c = StudyConfig()
+    return (
+        f"study {c.study!r}, data {c.data.source}, {c.search.trials} trials of "
+        f"{c.train.epochs} epochs, storage {c.storage}"
+    )
+
+
+def safe_load_bounded(text: str, where: str) -> Any:
+    """Return ``yaml.safe_load(text)`` after checking what its aliases expand to.
+
+    The document is composed (a graph: an alias is a reference, so this is cheap), then its
+    expanded size is counted with a memo per node, before any Python object is built.
+
+    Raises:
+        ConfigError: invalid YAML, a recursive alias, or more than ``MAX_YAML_NODES`` values
+            once aliases are expanded (the message quotes none of them).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node, where)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({exc})".replace("\n", " ")) from None
+    except RecursionError:  # PyYAML composes and constructs recursively: `[[[[...]]]]`
+        raise ConfigError(
+            f"{where}: the YAML is nested too deeply; a study config is a few levels deep"
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _check_expanded_size(root: yaml.Node, where: str) -> int:
+    """Return the expanded node count of a composed YAML document; raise above the limit."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(
+                f"{where}: a YAML alias refers to the node that contains it (line "
+                f"{node.start_mark.line + 1}); recursive aliases are not allowed"
+            )
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                break
+        active.discard(key)
+        sizes[key] = total
+        if total > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{where}: the YAML expands to more than {MAX_YAML_NODES:,} values (anchors "
+                f"and aliases, from line {node.start_mark.line + 1}); a study config holds a "
+                "few dozen: write the values out or remove the aliases"
+            )
+        return total
+
+    try:
+        return size(root)
+    except RecursionError:
+        raise ConfigError(f"{where}: the YAML is nested too deeply") from None
+
+
 def from_dict(data: Mapping[str, Any], where: str = "config") -> StudyConfig:
     """Return a validated ``StudyConfig`` from a plain mapping (see ``load_config``)."""
+    if isinstance(data, Mapping) and isinstance(data.get("space"), str):
+        data = {**data, "space": {SPACE_BASE_KEY: data["space"]}}  # `space: NAME`
     config = typing.cast(StudyConfig, _from_mapping(StudyConfig, data, where, ""))
     _check_values(config, where)
     return config
@@ -225,12 +351,14 @@ def _from_mapping(cls: type, data: Any, where: str, prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"{where}: {prefix or 'top level'}: expected a mapping, got {type(data).__name__} "
-            f"{data!r}"
+            f"{excerpt(data)}"
         )
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(map(str, data)) - fields)
     if unknown:
-        shown = ", ".join(_key(prefix, u) for u in unknown)
+        shown = ", ".join(_key(prefix, u if len(u) <= 60 else u[:60] + "…") for u in unknown[:10])
+        if len(unknown) > 10:
+            shown += f" and {len(unknown) - 10} more"
         raise ConfigError(f"{where}: unknown key(s) {shown}; allowed: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {
@@ -244,7 +372,7 @@ def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
     args = get_args(hint)
 
     def fail(expected: str) -> ConfigError:
-        return ConfigError(f"{where}: {key}: expected {expected}, got {value!r}")
+        return ConfigError(f"{where}: {key}: expected {expected}, got {excerpt(value)}")
 
     if hint is Any:
         return value
@@ -301,7 +429,7 @@ def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
 
 def _check_values(c: StudyConfig, where: str) -> None:
     def bad(key: str, value: Any, why: str) -> ConfigError:
-        return ConfigError(f"{where}: {key}: {why}, got {value!r}")
+        return ConfigError(f"{where}: {key}: {why}, got {excerpt(value)}")
 
     positive_ints = {
         "train.epochs": c.train.epochs,
@@ -344,6 +472,8 @@ def _check_values(c: StudyConfig, where: str) -> None:
         )
     if c.search.population_size is not None and c.search.population_size < 2:
         raise bad("search.population_size", c.search.population_size, "must be >= 2")
+    if c.search.model_window is not None and c.search.model_window < 0:
+        raise bad("search.model_window", c.search.model_window, "must be >= 0 (0: every trial)")
     positive_floats: dict[str, float | None] = {
         "train.lr": c.train.lr,
         "train.time_budget_s": c.train.time_budget_s,
@@ -356,6 +486,13 @@ def _check_values(c: StudyConfig, where: str) -> None:
     for key, fvalue in positive_floats.items():
         if fvalue is not None and not (math.isfinite(fvalue) and fvalue > 0):
             raise bad(key, fvalue, "must be a positive number")
+    if c.data.features.clip_seconds > MAX_CLIP_SECONDS:
+        raise bad(
+            "data.features.clip_seconds",
+            c.data.features.clip_seconds,
+            f"must be <= {MAX_CLIP_SECONDS:g} s (each clip is padded or cut to this length; "
+            "set it near your clips' duration)",
+        )
     if c.train.weight_decay < 0:
         raise bad("train.weight_decay", c.train.weight_decay, "must be >= 0")
     if c.resources.num_cpus is not None and c.resources.num_cpus < 1:
@@ -372,19 +509,73 @@ def _check_values(c: StudyConfig, where: str) -> None:
         raise bad("search.objectives", list(c.search.objectives), "lists an objective twice")
     if c.search.objectives[0] != "val_metric":
         raise bad("search.objectives", list(c.search.objectives), "must start with val_metric")
+    if "val_pitch_robustness" in c.search.objectives and not c.data.pitch_shifts:
+        raise bad(
+            "search.objectives",
+            "val_pitch_robustness",
+            "needs data.pitch_shifts (semitones, e.g. [-2, 2])",
+        )
+    for shift in c.data.pitch_shifts:
+        if not (math.isfinite(shift) and abs(shift) <= 24):
+            raise bad("data.pitch_shifts", shift, "must be a number of semitones within ±24")
+    if len(set(c.data.pitch_shifts)) != len(c.data.pitch_shifts):
+        raise bad("data.pitch_shifts", list(c.data.pitch_shifts), "lists a shift twice")
     if not c.study or any(ch in c.study for ch in "/\\ "):
         raise bad("study", c.study, "must be a non-empty name without '/', '\\' or spaces")
+    if len(c.study) > MAX_STUDY_CHARS:
+        raise bad(
+            "study",
+            c.study,
+            f"must be at most {MAX_STUDY_CHARS} characters (it names a folder and an MLflow "
+            f"experiment; this one has {len(c.study):,})",
+        )
     if "://" not in c.storage:
         raise bad("storage", c.storage, "must be a SQLAlchemy URL such as sqlite:///study.db")
     if not c.data.source or c.data.source.startswith(":"):
         raise bad("data.source", c.data.source, "must be KIND or KIND:PATH")
+    if c.space_around is not None:
+        if not c.space_around.strip():
+            raise bad("space_around", c.space_around, "expected a preset name or a spec file")
+        if c.space:
+            raise bad(
+                "space_around",
+                c.space_around,
+                f"searches its own space; remove the space keys ({sorted(c.space)}) or "
+                "space_around",
+            )
+    if not 1 <= c.space_around_moves <= MAX_MOVES:
+        # params_for tries the orderings of a design's moves: at most MAX_MOVES! of them
+        raise bad("space_around_moves", c.space_around_moves, f"must be 1 to {MAX_MOVES}")
+    _check_space_keys(c.space, where)
+
+
+def _check_space_keys(space: Mapping[str, Any], where: str) -> None:
+    """Check the ``space:`` keys; with ``base`` (a named space or file) only their names.
+
+    What a base holds is read and checked with the keys when the space is built
+    (``nas.spaces.study_space``, before the search does any work).
+    """
     from search_spaces.errors import SpecError
     from search_spaces.space import SearchSpace
 
-    try:
-        SearchSpace.from_dict(c.space)
-    except SpecError as exc:
-        raise ConfigError(f"{where}: space: {exc}") from None
+    if SPACE_BASE_KEY not in space:
+        try:
+            SearchSpace.from_dict(space)
+        except SpecError as exc:
+            raise ConfigError(f"{where}: space: {exc}") from None
+        return
+    base = space[SPACE_BASE_KEY]
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(
+            f"{where}: space.{SPACE_BASE_KEY}: expected a named space or a YAML file, got "
+            f"{excerpt(base)}"
+        )
+    known = {f.name for f in dataclasses.fields(SearchSpace)} | {SPACE_BASE_KEY}
+    unknown = sorted(set(map(str, space)) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: space: unknown key(s) {excerpt(unknown)}; allowed: {sorted(known)}"
+        )
 
 
 def parse_gpus_per_trial(value: str, where: str = "config") -> float | None:

@@ -31,7 +31,7 @@ from typing import Any, Final, TextIO
 import numpy as np
 import torch
 
-from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
+from dashboards.records import CHECKPOINT_KEY, WEIGHTS_NOT_KEPT_KEY, Objective, TrialRecord
 from nas import __version__
 from nas.bundle import (
     BUNDLE_FORMAT,
@@ -175,6 +175,9 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+_NOT_COSTS = ("vram_source", "latency_ms", "device", CHECKPOINT_KEY, WEIGHTS_NOT_KEPT_KEY)
+
+
 def _or_na(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
@@ -234,17 +237,22 @@ def render_model_card(
         "params",
         "gflops",
         "train_vram_mb",
+        "train_reserved_mb",
         "infer_vram_mb",
         "vram_source",
         "latency_ms",
         "device",
     ):
         if name in costs:
-            lines.append(f"| {name} | {format_value(costs[name])} |")
-    for name in sorted(set(costs) - {"params", "gflops", "train_vram_mb", "infer_vram_mb"}):
-        # the kept weights' path is provenance (the "weights:" line below), not a cost
-        if name not in ("vram_source", "latency_ms", "device", CHECKPOINT_KEY):
-            lines.append(f"| {name} | {format_value(costs[name])} |")
+            unit = " MiB" if name.endswith("_mb") else ""
+            lines.append(f"| {name} | {format_value(costs[name])}{unit} |")
+    shown = {"params", "gflops", "train_vram_mb", "train_reserved_mb", "infer_vram_mb"}
+    for name in sorted(set(costs) - shown):
+        # the kept weights' path (or why there is none) is provenance (the "weights:" line
+        # below), not a cost
+        if name not in _NOT_COSTS:
+            unit = " MiB" if name.endswith("_mb") else ""
+            lines.append(f"| {name} | {format_value(costs[name])}{unit} |")
     lines += [
         "",
         "## Provenance",
@@ -469,19 +477,39 @@ def select_trial(study: str, rule: str, storage: str | None = None) -> StudySele
 def trial_checkpoint(record: TrialRecord) -> Path | None:
     """Return the trial's best-weights checkpoint if the search kept one for *this* spec.
 
-    The search keeps the weights of its front (``search.keep_weights``); a file that is gone,
-    unreadable or holds another spec (a folder reused by another study of the same name)
-    does not count, and the export then retrains.
+    See ``checkpoint_or_reason``, which also says why there is none.
     """
+    return checkpoint_or_reason(record)[0]
+
+
+def checkpoint_or_reason(record: TrialRecord) -> tuple[Path | None, str]:
+    """Return (the trial's usable checkpoint, "") or (None, why the export must retrain).
+
+    The search keeps the weights of its front (``search.keep_weights``); a file that is gone,
+    damaged (its tensors differ from their recorded SHA-256, or hold NaN), unreadable or
+    holds another spec (a folder reused by another study of the same name) does not count,
+    and the export then retrains, saying why.
+    """
+    not_kept = record.costs.get(WEIGHTS_NOT_KEPT_KEY)
     candidate = record.costs.get(CHECKPOINT_KEY)
-    if not candidate or not Path(str(candidate)).is_file():
-        return None
+    if not candidate:
+        if not_kept:
+            return None, f"the search could not keep its weights ({not_kept})"
+        return None, "the search kept no checkpoint of this trial"
+    path = Path(str(candidate))
+    if not path.is_file():
+        return None, f"its checkpoint {path} is gone"
     try:
-        _, metadata = load_checkpoint(str(candidate))
+        _, metadata = load_checkpoint(path)
+    except FsnasError as exc:
+        return None, f"its checkpoint is unusable: {exc}"
+    try:
         stored = ArchSpec.from_json(metadata["spec"])
     except (FsnasError, KeyError):
-        return None
-    return Path(str(candidate)) if stored == ArchSpec.from_dict(record.spec) else None
+        return None, f"its checkpoint {path} records no readable spec"
+    if stored != ArchSpec.from_dict(record.spec):
+        return None, f"its checkpoint {path} holds another architecture (overwritten?)"
+    return path, ""
 
 
 def merge_train_valid(data: FeatureSet) -> FeatureSet:
@@ -628,9 +656,9 @@ def export_from_study(
         provenance.notes.append(
             f"the trial's status was {record.status!r} ({record.reason}); it was never on the front"
         )
-    checkpoint = None
+    checkpoint, why_retrain = None, ""
     if retrain_epochs is None and retrain_on == "train":
-        checkpoint = trial_checkpoint(record)
+        checkpoint, why_retrain = checkpoint_or_reason(record)
     if checkpoint is not None:
         state, _ = load_checkpoint(checkpoint)
         provenance.weights_source = f"the trial's best-validation checkpoint {checkpoint}"
@@ -652,7 +680,8 @@ def export_from_study(
         retrain_config = dataclasses.replace(retrain_config, epochs=epochs)
         print(
             f"[{study}] retraining trial {record.number} for {epochs} epoch(s) on {retrain_on} "
-            f"(seed {retrain_config.seed}, device {device})",
+            f"(seed {retrain_config.seed}, device {device})"
+            + (f": {why_retrain}" if why_retrain else ""),
             file=out,
             flush=True,
         )
@@ -662,8 +691,8 @@ def export_from_study(
             f"{retrain_config.seed}, best epoch {int(result.metrics.get('best_epoch', 0))}, "
             f"{result.seconds:.1f} s on {result.device}"
         )
-        if retrain_epochs is None and retrain_on == "train":
-            provenance.weights_source += " (the search kept no checkpoint of this trial)"
+        if why_retrain:
+            provenance.weights_source += f" ({why_retrain})"
         costs = {**result.cost_summary(), "device": result.device}
         train_metrics = {k: v for k, v in result.metrics.items() if not k.startswith("test_")}
 

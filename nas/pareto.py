@@ -148,6 +148,42 @@ def default_reference(points: Sequence[Point], directions: Sequence[str]) -> lis
     return ref
 
 
+# A minimised cost with no bound known at the start is bounded by this multiple of the first
+# complete trial's value (the warm start runs first): fixed once, so the hypervolume never falls.
+FIRST_TRIAL_REFERENCE_FACTOR = 4.0
+
+
+def study_reference(
+    objectives: Sequence[Objective],
+    bounds: dict[str, float],
+    first: TrialRecord | None = None,
+) -> tuple[dict[str, float], dict[str, str]] | None:
+    """Return (the study's fixed reference point, where each coordinate came from), or None.
+
+    A maximised metric is bounded by 0 (accuracy, ROC-AUC are never below); a minimised cost
+    by ``bounds`` (the config's ``search.max_train_vram_mb`` for ``train_vram_mb``) when given,
+    else by ``FIRST_TRIAL_REFERENCE_FACTOR`` × its value in ``first``, the first complete
+    trial. None while a coordinate needs ``first`` and there is none yet. Once fixed, the
+    reference never moves: a later trial beyond it adds no volume, and the hypervolume of a
+    growing study can only rise.
+    """
+    ref: dict[str, float] = {}
+    source: dict[str, str] = {}
+    for o in objectives:
+        if o.name in bounds:
+            ref[o.name], source[o.name] = float(bounds[o.name]), "bound"
+        elif o.direction == "maximize":
+            ref[o.name], source[o.name] = 0.0, "metric floor"
+        else:
+            value = first.objectives.get(o.name) if first is not None else None
+            if value is None or not math.isfinite(float(value)):
+                return None
+            v = float(value)
+            ref[o.name] = v * FIRST_TRIAL_REFERENCE_FACTOR if v > 0 else v + 1.0
+            source[o.name] = f"{FIRST_TRIAL_REFERENCE_FACTOR:g} × trial {first.number}"  # type: ignore[union-attr]
+    return ref, source
+
+
 # -- knee -------------------------------------------------------------------------------------
 def knee_point(points: Sequence[Point], directions: Sequence[str]) -> int | None:
     """Return the index of the knee of the front of ``points`` (None for no points).
@@ -265,6 +301,16 @@ class RunningFront:
         self._extremes: list[float | None] = [0.0 if d == "maximize" else None for d in self._dirs]
         self.best: TrialRecord | None = None
         self._hv: float | None = 0.0  # None: the front or the reference changed since
+
+    def fix_reference(self, reference: dict[str, float]) -> None:
+        """Fix the reference point from now on (a study's ``study_reference``, once known)."""
+        self._fixed = [float(reference[o.name]) for o in self.objectives]
+        self._hv = None
+
+    @property
+    def fixed(self) -> bool:
+        """Return True when the reference point is fixed (it no longer follows the trials)."""
+        return self._fixed is not None
 
     def add(self, record: TrialRecord) -> bool:
         """Add a finished record; return True when it joined the front (a candidate only)."""

@@ -40,12 +40,14 @@ import optuna
 import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, parse_gpus_per_trial
+from nas.interrupt import Interrupt
 from nas.study import (
     GPU_SHARE_ATTR,
     INITIAL_SPEC_ATTR,
@@ -60,14 +62,18 @@ from nas.study import (
     weights_filename,
 )
 from nas.trial import (
+    ESTIMATE_KEYS,
     FINAL_KEY,
+    SHARE_BUDGET_KEY,
     STATUS_KEY,
     TrialSettings,
-    estimate_train_vram_mb,
+    estimate_train_reserved_mb,
     feature_bytes,
     gpu_share,
+    note_weights_not_kept,
     record_from_result,
     run_trial,
+    share_budget_mb,
     spec_record,
 )
 from search_spaces.spec import ArchSpec
@@ -77,6 +83,8 @@ from trainers.featureset import FeatureSet
 # Workers must not chdir into trial folders (relative paths in configs stay valid) and the
 # driver prints its own progress line instead of Tune's tables.
 _WORKER_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
+# read by Tune in the driver (see init_ray); a value the user set wins
+_DRIVER_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
 # Tune's limit on trials waiting to start (read when a Tuner starts; see ``_pending_trials``)
 PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 # (config, data, settings, report, device) -> final report; nas.trial.run_trial is one
@@ -92,6 +100,11 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
         os.environ.setdefault(key, value)
     # failed trials report no objectives; fsnas records them itself
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Optuna's storage and MLflow hold every result: Tune's own CSV/JSON/TensorBoard files per
+    # trial, and its experiment snapshots (a pickle of every trial, for Tuner.restore, which
+    # fsnas never uses), would only cost the control loop time that grows with the study
+    for key, value in _DRIVER_ENV.items():
+        os.environ.setdefault(key, value)
     # fsnas's define-by-run function only samples; Ray's "took N seconds" hint is noise here
     warnings.filterwarnings("ignore", message="Define-by-run function passed", category=UserWarning)
     if ray.is_initialized():
@@ -105,6 +118,7 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
     try:
         env_address = os.environ.get("RAY_ADDRESS")
         if address or (env_address and env_address != "local"):
+            _check_head_answers(address or str(env_address))  # ray.init waits minutes for it
             ray.init(address=address or env_address, **kwargs)
         else:
             # "local" starts a private instance: a bare ray.init() would join any `ray start`
@@ -114,6 +128,31 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
         where = f"--address {address}" if address else "local Ray"
         raise SearchError(f"{where}: cannot start/join Ray ({exc})") from None
     return True
+
+
+HEAD_CONNECT_TIMEOUT_S = 10.0
+"""Seconds ``init_ray`` waits for a HOST:PORT head to accept a connection."""
+
+
+def _check_head_answers(address: str) -> None:
+    """Raise ``SearchError`` at once if nothing listens at a ``HOST:PORT`` address (not auto).
+
+    ``ray.init`` would retry for minutes (then abort the process) when the head is gone.
+    """
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or address == "auto":
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=HEAD_CONNECT_TIMEOUT_S):
+            return
+    except OSError as exc:
+        raise SearchError(
+            f"--address {address}: cannot start/join Ray (no Ray head answers there: "
+            f"{exc.strerror or exc}); start the cluster (`ray start --head --port={port}`) "
+            "and run the same command again: the study is unchanged"
+        ) from None
 
 
 # -- trained weights: from any worker to the driver's node ------------------------------------
@@ -131,12 +170,32 @@ class WeightStore:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def put(self, key: str, blob: bytes) -> str:
-        """Write ``blob`` atomically as ``<folder>/<key>.safetensors``; return the path."""
+        """Write ``blob`` atomically as ``<folder>/<key>.safetensors``; return the path.
+
+        Raises:
+            OSError: the folder cannot take the file (full, read-only); no partial is left.
+        """
         path = self.folder / f"{key}{WEIGHTS_SUFFIX}"
         partial = path.with_name(path.name + ".part")
-        partial.write_bytes(blob)
-        os.replace(partial, path)
+        try:
+            partial.write_bytes(blob)
+            os.replace(partial, path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
         return str(path)
+
+    def try_put(self, key: str, blob: bytes) -> dict[str, str]:
+        """Return ``{"path": ...}`` after ``put``, or ``{"error": "<path>: <reason>"}``.
+
+        A full or read-only weights disk must not cost the trial its result: the worker
+        reports the trial complete with the error (``nas.trial.note_weights_not_kept``).
+        """
+        try:
+            return {"path": self.put(key, blob)}
+        except OSError as exc:
+            where = self.folder / f"{key}{WEIGHTS_SUFFIX}"
+            return {"error": f"cannot write {where} ({exc.strerror or exc})"}
 
 
 def start_weight_store(folder: Path) -> Any:
@@ -163,8 +222,13 @@ def _fixed_trainable(
     trial_fn: TrialFunction,
     configs: list[dict[str, Any]],
 ) -> None:
-    """Train one of ``run_fixed_trials``'s configs (chosen by ``config["index"]``)."""
-    _train_in_worker(trial_fn, configs[int(config["index"])], data, settings)
+    """Train one of ``run_fixed_trials``'s configs (chosen by ``config["index"]``), with the
+    placement estimate the driver added to this trial's config."""
+    chosen = {
+        **configs[int(config["index"])],
+        **{k: config[k] for k in ESTIMATE_KEYS if k in config},
+    }
+    _train_in_worker(trial_fn, chosen, data, settings)
 
 
 def _train_in_worker(
@@ -183,7 +247,11 @@ def _train_in_worker(
         weights = Path(folder) / CHECKPOINT_FILENAME if folder is not None else None
         if weights is not None and final.get(STATUS_KEY) == "complete" and weights.is_file():
             # before the final report, so the driver finds the file when it records the trial
-            ray.get(store.put.remote(tune.get_context().get_trial_id(), weights.read_bytes()))
+            sent = ray.get(
+                store.try_put.remote(tune.get_context().get_trial_id(), weights.read_bytes())
+            )
+            if "error" in sent:  # the result stands; the record says the weights are missing
+                final = note_weights_not_kept(final, sent["error"])
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -320,6 +388,7 @@ class FsnasOptunaSearch(OptunaSearch):
         self._ledger = ledger
         self._objective_names = objective_names
         self.repeats: RepeatGuard | None = None  # made at the first suggest
+        self.interrupt: Interrupt | None = None  # a signal: no new trial (nas.interrupt)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Return a config for a new Tune trial; repeats of known designs are not trained.
@@ -329,6 +398,8 @@ class FsnasOptunaSearch(OptunaSearch):
         ``MAX_REDRAWS`` times).
         """
         assert self._ot_study is not None  # set up in __init__ (the space is given)
+        if self.interrupt is not None and self.interrupt.requested:
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune: start no trial
         if self.repeats is None:
             self.repeats = RepeatGuard(self._ot_study)
         config = super().suggest(trial_id)
@@ -490,7 +561,9 @@ def trial_resources(
     """Return the per-trial resources: a fixed dict, or a function of the sampled config (auto).
 
     CPU-only when the Ray cluster has no GPU. With ``auto`` each trial's GPU share is its
-    estimated need rounded up to 1/8, 1/4, 1/2 or 1 GPU (``nas.trial.gpu_share``), computed
+    estimated need (reserved peak + CUDA context + features, MiB) rounded up to 1/8, 1/4, 1/2
+    or 1 GPU (``nas.trial.gpu_share``; the budget it leaves goes into the trial's config as
+    ``SHARE_BUDGET_KEY``, and ``run_trial`` flags a measured reserved peak above it), computed
     from the spec in the trial's config before Ray places it. Tune hands the function the
     trial's own config (the worker receives a copy of it when the trial starts), so the
     estimate is added to it and the worker does not estimate again; the driver estimates a
@@ -513,10 +586,14 @@ def trial_resources(
     def resources(trial_config: dict[str, Any]) -> Any:
         try:
             spec = ArchSpec.from_dict(trial_config["spec"])
-            estimate = estimate_train_vram_mb(spec, data, settings.train_config, into=trial_config)
+            estimate = estimate_train_reserved_mb(
+                spec, data, settings.train_config, into=trial_config
+            )
         except Exception:
             estimate = None
         gpus = gpu_share(estimate, gpu_memory_mb, data_mb)
+        if estimate is not None:
+            trial_config[SHARE_BUDGET_KEY] = share_budget_mb(gpus, gpu_memory_mb, data_mb)
         return tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}])
 
     return resources
@@ -536,31 +613,38 @@ def run(
     on_record: Callable[[TrialRecord], None],
     on_running: Callable[[int], None] = lambda running: None,
     weights_dir: Path | None = None,
+    interrupt: Interrupt | None = None,
 ) -> str:
     """Run ``n_trials`` more trials of the study on Ray Tune; return the Tune experiment folder.
+
+    With ``interrupt`` SIGINT/SIGTERM are handled once Ray runs (``nas.interrupt``): the first
+    starts no new trial, the second stops the running ones.
 
     With ``weights_dir`` every complete trial's best-epoch weights are written there (on the
     driver's node) as ``trial-NNNNN.safetensors`` and the record's ``costs["checkpoint"]``
     names the file. ``on_running(n)`` hears how many trials train as that number changes.
     """
     started_here = init_ray(config.resources.address, config.resources.num_cpus)
-    try:
-        return _run(
-            config,
-            data,
-            space,
-            settings,
-            storage,
-            sampler,
-            objectives,
-            n_trials,
-            on_record,
-            on_running,
-            weights_dir,
-        )
-    finally:
-        if started_here:
-            ray.shutdown()
+    signals = interrupt.installed() if interrupt is not None else contextlib.nullcontext()
+    with signals:  # after ray.init: replaces the core worker's SIGTERM handler (stack dumps)
+        try:
+            return _run(
+                config,
+                data,
+                space,
+                settings,
+                storage,
+                sampler,
+                objectives,
+                n_trials,
+                on_record,
+                on_running,
+                weights_dir,
+                interrupt,
+            )
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 def _run(
@@ -575,6 +659,7 @@ def _run(
     on_record: Callable[[TrialRecord], None],
     on_running: Callable[[int], None],
     weights_dir: Path | None,
+    interrupt: Interrupt | None = None,
 ) -> str:
     ledger = TrialLedger(on_record, weights_dir)
     store = start_weight_store(weights_dir) if weights_dir is not None else None
@@ -592,6 +677,7 @@ def _run(
         storage=storage,
         study_name=config.study,
     )
+    searcher.interrupt = interrupt
     stopping = config.search.early_stopping
     scheduler: TrialScheduler = FIFOScheduler()
     if stopping.enabled:
@@ -608,7 +694,11 @@ def _run(
     trainable = tune.with_resources(
         trainable, trial_resources(config, data, settings, cluster_gpus)
     )
-    run_config = _run_config(config, config.study, _ProgressCallback(ledger, on_running))
+    run_config = _run_config(
+        config, config.study, _ProgressCallback(ledger, on_running), _SignalStopper(interrupt)
+    )
+    if interrupt is not None:  # fsnas handles SIGINT (Tune's handler hints Tuner.restore)
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -664,7 +754,25 @@ def _pending_trials(slots: int) -> Iterator[None]:
         os.environ.pop(PENDING_TRIALS_ENV, None)
 
 
-def _run_config(config: StudyConfig, name: str, callback: tune.Callback) -> tune.RunConfig:
+class _SignalStopper(tune.Stopper):
+    """Stops the whole experiment once a second signal came (``Interrupt.immediate``)."""
+
+    def __init__(self, interrupt: Interrupt | None) -> None:
+        self._interrupt = interrupt
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_interrupt": None}  # Tune pickles its config; the driver's flag stays here
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self._interrupt is not None and self._interrupt.immediate
+
+
+def _run_config(
+    config: StudyConfig, name: str, callback: tune.Callback, stop: tune.Stopper | None = None
+) -> tune.RunConfig:
     """Return the Tune RunConfig of a run: a timestamped folder under ``ray_dir``, quiet."""
     storage_path = Path(config.ray_dir).expanduser().resolve()
     storage_path.mkdir(parents=True, exist_ok=True)
@@ -675,6 +783,7 @@ def _run_config(config: StudyConfig, name: str, callback: tune.Callback) -> tune
         failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
         callbacks=[callback],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        stop=stop,
     )
 
 
@@ -730,7 +839,12 @@ def run_fixed_trials(
         if callable(per_spec):
 
             def resources(trial_config: dict[str, Any]) -> Any:
-                return per_spec(configs[int(trial_config["index"])])
+                # the estimate made for placement travels in the trial's own config (the
+                # configs list reached the workers before any estimate was made)
+                chosen = dict(configs[int(trial_config["index"])])
+                placed = per_spec(chosen)
+                trial_config.update({k: chosen[k] for k in ESTIMATE_KEYS if k in chosen})
+                return placed
 
         trainable = tune.with_parameters(
             _fixed_trainable, data=data, settings=settings, trial_fn=trial_fn, configs=configs

@@ -34,11 +34,21 @@ from typing import Any, TextIO
 
 import optuna
 
-from dashboards.records import CHECKPOINT_KEY, Objective, StudySummary, TrialRecord
+from dashboards.records import (
+    CHECKPOINT_KEY,
+    WEIGHTS_NOT_KEPT_KEY,
+    Objective,
+    StudySummary,
+    TrialRecord,
+)
 from nas import pareto
-from nas.config import ConfigError, StudyConfig
+from nas.config import ConfigError, StudyConfig, metric_name
+from nas.interrupt import Interrupt, SearchInterrupted, signal_name
 from nas.study import (
+    REFERENCE_ATTR,
+    REFERENCE_SOURCE_ATTR,
     StoredStudy,
+    check_weights_folder,
     close_orphans,
     enqueue_initial,
     make_sampler,
@@ -46,13 +56,14 @@ from nas.study import (
     open_study,
     read_study,
     sampler_seed,
+    study_meaning,
     tidy_weights,
     weights_folder,
 )
-from nas.trial import TrialSettings
-from search_spaces.errors import SpecError
-from search_spaces.spec import ArchSpec
+from nas.trial import SHARE_EXCEEDED_KEY, TrialSettings
+from search_spaces.errors import SpecError, excerpt
 from trainers.featureset import FeatureSet
+from trainers.metrics import PITCH_ROBUSTNESS_METRIC
 from trainers.result import TrainConfig
 
 # the cost objectives a trial reports at every epoch (known before training): the ones the
@@ -89,16 +100,34 @@ class Progress:
     records: list[TrialRecord] = field(default_factory=list)
     running: int = 0
     stream: TextIO = field(default_factory=lambda: sys.stdout)
-    # (complete trials so far, hypervolume against the reference of that moment)
+    # (complete trials so far, hypervolume against the study's fixed reference point)
     hv_history: list[tuple[int, float]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    # the study's reference point (stored with it), else fixed by ``pareto.study_reference``
+    # from ``bounds`` and the first complete trial; ``on_reference(ref, source)`` is told once
+    reference: dict[str, float] | None = None
+    bounds: dict[str, float] = field(default_factory=dict)
+    on_reference: Callable[[dict[str, float], dict[str, str]], None] | None = None
     _statuses: Counter[str] = field(default_factory=Counter, init=False, repr=False)
     _front: pareto.RunningFront = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._front = pareto.RunningFront(self.objectives)
+        self._front = pareto.RunningFront(self.objectives, self.reference or None)
+        self._fix_reference(None)
         given, self.records = self.records, []
         self.extend(given)
+
+    def _fix_reference(self, record: TrialRecord | None) -> None:
+        if self._front.fixed:
+            return
+        if record is not None and not pareto.front_candidates([record], self.objectives):
+            return
+        fixed = pareto.study_reference(self.objectives, self.bounds, record)
+        if fixed is not None:
+            self.reference = fixed[0]
+            self._front.fix_reference(fixed[0])
+            if self.on_reference is not None:
+                self.on_reference(*fixed)
 
     def counts(self) -> dict[str, int]:
         """Return finished trials by outcome: done, complete, pruned, failed, infeasible."""
@@ -130,6 +159,7 @@ class Progress:
     def extend(self, records: Sequence[TrialRecord]) -> None:
         """Count trials finished before this run (a resume): no line, no history entry."""
         for record in records:
+            self._fix_reference(record)
             self.records.append(record)
             self._statuses[record.status] += 1
             self._front.add(record)
@@ -155,6 +185,8 @@ class Progress:
 # every trial).
 REFRESH_ENV = "FSNAS_MLFLOW_REFRESH_S"
 REFRESH_EVERY_S = 30.0
+# the most of the driver's time the periodic refreshes may take (the gap grows with their cost)
+REFRESH_SHARE = 0.05
 # finished trials waiting for the tracking thread; when full, the control loop waits (a trial
 # is never dropped)
 LOG_QUEUE_SIZE = 1000
@@ -186,8 +218,10 @@ class TrackingThread:
     never drops one). The thread logs each with ``tracker.log_trial`` (first ``backlog``, the
     trials of a resumed study: the tracker finds their child runs, so none is logged twice)
     and refreshes the parent run's artifacts at most every ``refresh_every_s`` seconds when
-    trials arrived since. ``close`` logs what is queued and stops the thread; the caller then
-    runs ``tracker.finish`` (the end-of-study refresh). Between ``start`` and ``close`` only
+    trials arrived since (less often once a refresh takes more than ``REFRESH_SHARE`` of that
+    gap: the plots of a large study cost seconds of the driver's GIL). ``close`` logs what is
+    queued and stops the thread; the caller then runs ``tracker.finish`` (the end-of-study
+    refresh). Between ``start`` and ``close`` only
     this thread uses the tracker. A tracker that raises is a warning (once), never the end of
     logging: ``finish`` logs every record of the study that has no child run yet.
     """
@@ -268,9 +302,19 @@ class TrackingThread:
                 self._log(item)
                 fresh = True
             if fresh and self._clock() >= due:
+                started = self._clock()
                 self._call("refresh the parent run", self._refresh)
                 fresh = False
-                due = self._clock() + self.refresh_every_s
+                due = self._clock() + self._next_gap_s(self._clock() - started)
+
+    def _next_gap_s(self, took_s: float) -> float:
+        """Return the seconds until the next refresh: ``refresh_every_s``, or more when the last
+        refresh took long. A refresh draws every plot of the study and holds the GIL while it
+        does, so it is kept to about ``REFRESH_SHARE`` of the driver's time, however large the
+        study grows (``refresh_every_s`` 0, "after every trial", is taken as asked)."""
+        if self.refresh_every_s <= 0:
+            return 0.0
+        return max(self.refresh_every_s, took_s / REFRESH_SHARE)
 
     def _log(self, record: TrialRecord) -> None:
         self.records.append(record)
@@ -317,13 +361,17 @@ def summarise(
     objectives: list[Objective],
     config: dict[str, Any],
     hv_history: list[tuple[int, float]] | None = None,
+    reference: dict[str, float] | None = None,
 ) -> tuple[StudySummary, list[TrialRecord], float, TrialRecord | None]:
     """Return (summary, front, hypervolume, knee) and set ``on_pareto_front`` on the records.
 
-    The reference point is computed from all complete trials (0 for the metric, 1.1 × the worst
-    cost); the hypervolume history is recomputed against it so its values are comparable.
+    The reference point is the study's (``reference``, stored with it), else the one
+    ``pareto.study_reference`` fixes from the config's bounds and the first complete trial;
+    the hypervolume history is recomputed against it, so it never falls.
     """
-    running = pareto.RunningFront(objectives)  # the front, at O(front) per record
+    if not reference:
+        reference = fallback_reference(records, objectives, config)
+    running = pareto.RunningFront(objectives, reference)  # the front, at O(front) per record
     for r in records:
         running.add(r)
     front = running.front
@@ -350,62 +398,105 @@ def summarise(
     return summary, front, hv, knee
 
 
-def load_study_features(config: StudyConfig) -> FeatureSet:
-    """Return the study's FeatureSet, computed (or read from the cache) once on the driver."""
-    from trainers.features import load_features
+def reference_bounds(
+    objectives: Sequence[Objective], max_train_vram_mb: float | None
+) -> dict[str, float]:
+    """Return the reference-point bounds known before any trial: the VRAM constraint."""
+    names = {o.name for o in objectives}
+    if max_train_vram_mb is not None and "train_vram_mb" in names:
+        return {"train_vram_mb": float(max_train_vram_mb)}
+    return {}
 
-    return load_features(
-        config.data.source,
-        config.data.features,
-        cache_dir=config.data.cache_dir,
-        on_bad_audio=config.data.on_bad_audio,
-        label_regex=config.data.label_regex,
-        seed=config.search.seed,
+
+def fallback_reference(
+    records: Sequence[TrialRecord], objectives: Sequence[Objective], config: dict[str, Any]
+) -> dict[str, float] | None:
+    """Return the reference a study without a stored one gets: the rule of the search."""
+    search = config.get("search")
+    limit = search.get("max_train_vram_mb") if isinstance(search, dict) else None
+    bounds = reference_bounds(objectives, limit)
+    ordered = sorted(records, key=lambda r: r.number)
+    first = next((r for r in ordered if pareto.front_candidates([r], objectives)), None)
+    fixed = pareto.study_reference(objectives, bounds, first)
+    return fixed[0] if fixed else None
+
+
+def reference_text(reference: dict[str, float], source: dict[str, str] | None = None) -> str:
+    """Return ``name=value (source), ...`` of a reference point."""
+    src = source or {}
+    return ", ".join(
+        f"{k}={v:.4g}" + (f" ({src[k]})" if k in src else "") for k, v in reference.items()
     )
 
 
-def build_space(config: StudyConfig, data: FeatureSet) -> Any:
-    """Return the SearchSpace of the config, bound to the features' input shape."""
-    from search_spaces.space import SearchSpace
+def load_study_features(config: StudyConfig) -> FeatureSet:
+    """Return the study's FeatureSet, computed (or read from the cache) once on the driver.
 
-    space = SearchSpace.from_dict(config.space)
-    if space.n_mels is None:
-        space = dataclasses.replace(space, n_mels=data.n_mels, n_frames=data.n_frames)
-    return space
+    With ``data.pitch_shifts`` the valid split is also featurised at each shift (one cache
+    entry per shift) into ``FeatureSet.valid_shifted``.
+    """
+    from trainers.features import load_features
+
+    def load(semitones: float = 0.0) -> FeatureSet:
+        return load_features(
+            config.data.source,
+            config.data.features,
+            cache_dir=config.data.cache_dir,
+            on_bad_audio=config.data.on_bad_audio,
+            label_regex=config.data.label_regex,
+            seed=config.search.seed,
+            pitch_shift_semitones=semitones,
+        )
+
+    data = load()
+    for semitones in config.data.pitch_shifts:
+        shifted = data.valid if semitones == 0 else load(semitones).valid
+        data.valid_shifted[float(semitones)] = shifted
+    return data
+
+
+def build_space(config: StudyConfig, data: FeatureSet) -> Any:
+    """Return the study's space (``nas.spaces.study_space``), bound to the features' input."""
+    from nas.spaces import study_space
+
+    return study_space(config, data.n_mels, data.n_frames)
 
 
 def initial_params(config: StudyConfig, space: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Return (label, trial parameters) of each ``search.initial_specs`` design, in order.
+    """Return (label, trial parameters) of each warm-start design, in order.
 
-    An entry is a preset name (``fsnas presets list``) or an ArchSpec JSON file.
+    With ``space_around`` its design comes first; then each ``search.initial_specs`` entry: a
+    preset name (``fsnas presets list``) or an ArchSpec JSON file.
 
     Raises:
         ConfigError: an entry is neither, its file does not parse, or the design is not a
             point of the search space (the message names ``search.initial_specs[i]``).
     """
+    from nas.config import SPACE_BASE_KEY
+    from nas.spaces import around_design, read_design
     from search_spaces.presets import PRESETS
 
     out = []
+    design = around_design(config, space)
+    if design is not None:
+        out.append(design)
     for index, entry in enumerate(config.search.initial_specs):
         key = f"search.initial_specs[{index}]"
         try:
-            if entry in PRESETS:
-                spec, label = PRESETS[entry].spec, f"preset {entry}"
-            else:
-                path = Path(entry)
-                if not path.is_file():
-                    raise ConfigError(
-                        f"{key}: {entry!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
-                    )
-                try:
-                    text = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as err:
-                    raise ConfigError(f"{key}: cannot read {entry!r}: {err}") from None
-                spec = ArchSpec.from_json(text)
-                label = f"{spec.name or path.stem} ({path})"
+            spec, label = read_design(entry, key)
             out.append((label, space.params_for(spec)))
         except SpecError as err:
-            raise ConfigError(f"{key} = {entry!r}: {err}") from None
+            hint = ""
+            if (
+                entry in PRESETS
+                and config.space_around is None
+                and SPACE_BASE_KEY not in config.space
+            ):
+                hint = (
+                    "; every preset is a point of the literature space at its reference input "
+                    "(--space literature)"
+                )
+            raise ConfigError(f"{key} = {excerpt(entry)}: {err}{hint}") from None
     return out
 
 
@@ -434,13 +525,38 @@ def run_search(
     objectives = config.objectives(data.task)
     designs = initial_params(config, space)  # a bad warm-start entry fails before any work
     storage = open_storage(config.storage)
-    study = open_study(config, storage, objectives)
+    meaning = study_meaning(config, data.cache_key, metric_name(data.task), objectives)
+    study = open_study(config, storage, objectives, meaning, out)
     orphans = close_orphans(storage, study)
     if study.trials:  # a resume: fresh random draws, not the first run's again
         sampler = make_sampler(config, len(study.trials))
-    previous = read_study(config.study, storage).records
+    stored = read_study(config.study, storage)
+    previous = stored.records
     remaining = config.search.trials - len(previous)
-    progress = Progress(config.study, config.search.trials, objectives, stream=out)
+    weights = weights_folder(config)
+    if weights is not None and remaining > 0:
+        check_weights_folder(weights)  # a read-only or full weights disk: before any training
+
+    def remember_reference(ref: dict[str, float], source: dict[str, str]) -> None:
+        # once per study: stored with it, so every later reader (pareto, a resume) uses it
+        study.set_user_attr(REFERENCE_ATTR, ref)
+        study.set_user_attr(REFERENCE_SOURCE_ATTR, source)
+        print(
+            f"[{config.study}] hypervolume reference point, fixed for the study: "
+            f"{reference_text(ref, source)}",
+            file=out,
+            flush=True,
+        )
+
+    progress = Progress(
+        config.study,
+        config.search.trials,
+        objectives,
+        stream=out,
+        reference=stored.reference or None,
+        bounds=reference_bounds(objectives, config.search.max_train_vram_mb),
+        on_reference=remember_reference,
+    )
     notice = early_stopping_notice(config, objectives)
     if notice:
         print(notice, file=out, flush=True)
@@ -470,7 +586,9 @@ def run_search(
 
         def summary_of(records: list[TrialRecord]) -> StudySummary:
             history = list(progress.hv_history)
-            return summarise(config.study, records, objectives, config_dict, history)[0]
+            return summarise(
+                config.study, records, objectives, config_dict, history, progress.reference
+            )[0]
 
         # MLflow logging and refreshes run on this thread, off Ray Tune's control loop; the
         # trials of a resumed study go first (the tracker finds their runs: none doubled)
@@ -489,7 +607,7 @@ def run_search(
     )
     experiment_dir = None
     status = "FINISHED"
-    weights = weights_folder(config)
+    interrupt = Interrupt()
     try:
         if logger is not None:
             logger.start()
@@ -506,7 +624,10 @@ def run_search(
                 on_record=on_record,
                 on_running=progress.set_running,
                 weights_dir=weights,
+                interrupt=interrupt,
             )
+        if interrupt.signum is not None:
+            status = "KILLED"
     except BaseException:
         status = "KILLED"
         raise
@@ -522,9 +643,29 @@ def run_search(
             # the kept weights of the front, beside each trial in MLflow (after finish, which
             # has created every child run)
             tracker.log_weights(outcome.front)
+            if tracker_factory is None:  # importance plots and the run's description
+                from nas.insight import finish_parent_run
+
+                finish_parent_run(tracker, stored.study, outcome, _front_text(outcome))
     outcome.tracking_uri = tracking_uri if tracker is not None else None
     outcome.experiment_dir = experiment_dir
+    if interrupt.signum is not None:
+        done = sum(1 for r in outcome.records)
+        raise SearchInterruptedWithOutcome(
+            interrupt.signum,
+            f"{signal_name(interrupt.signum)}: stopped with {done} of {config.search.trials} "
+            "trial(s) finished (each is in the study's storage)",
+            outcome,
+        )
     return outcome
+
+
+class SearchInterruptedWithOutcome(SearchInterrupted):
+    """``SearchInterrupted`` carrying the outcome so far (every finished trial)."""
+
+    def __init__(self, signum: int, message: str, outcome: SearchOutcome) -> None:
+        super().__init__(signum, message)
+        self.outcome = outcome
 
 
 def study_outcome(
@@ -532,7 +673,12 @@ def study_outcome(
 ) -> SearchOutcome:
     """Return the outcome of a stored study: its records, summary, front, hypervolume, knee."""
     summary, front, hv, knee = summarise(
-        stored.name, stored.records, stored.objectives, stored.config, hv_history
+        stored.name,
+        stored.records,
+        stored.objectives,
+        stored.config,
+        hv_history,
+        stored.reference or None,
     )
     return SearchOutcome(
         records=stored.records,
@@ -592,8 +738,12 @@ def front_table(
     """Return the Pareto front as a fixed-width text table (best metric first)."""
     metric = objectives[0].name
     header = (
-        f"{'trial':>5}  {metric:>12}  {'VRAM MB':>8}  {'GFLOPs':>7}  {'params':>8}  {'status':<13}"
+        f"{'trial':>5}  {metric:>12}  {'VRAM MiB':>8}  {'rsv MiB':>8}  {'GFLOPs':>7}  "
+        f"{'params':>8}  {'RF f×t':>7}  {'status':<13}"
     )
+    robust = any(PITCH_ROBUSTNESS_METRIC in r.metrics for r in front)
+    if robust:  # data.pitch_shifts: the metric under pitch shift, before the spec
+        header += f" {'pitch-robust':>12} "
     lines = [header + " spec", "-" * (len(header) + 30)]
     for r in front:
         mark = " knee" if knee is not None and r.number == knee.number else ""
@@ -601,13 +751,42 @@ def front_table(
         lines.append(
             f"{r.number:>5}  {_fmt(r.objectives.get(metric), 4):>12}  "
             f"{_fmt(r.costs.get('train_vram_mb')):>8}{'*' if src == 'estimated' else ' '} "
+            f"{_fmt(r.costs.get('train_reserved_mb')):>8}{'!' if over_share(r) else ' '} "
             f"{_fmt(r.costs.get('gflops'), 3):>7}  {_fmt(r.costs.get('params')):>8}  "
-            f"{r.status + mark:<13} {r.spec_summary}"
+            f"{_receptive_cell(r):>7}  {r.status + mark:<13} "
+            + (f"{_fmt(r.metrics.get(PITCH_ROBUSTNESS_METRIC), 4):>12}  " if robust else "")
+            + r.spec_summary
             + (f"  [warm start: {r.initial_spec}]" if r.initial_spec else "")
         )
     if any(r.costs.get("vram_source") == "estimated" for r in front):
         lines.append("* VRAM estimated (no GPU); measured on CUDA")
+    lines.append("VRAM: peak allocated, rsv: peak reserved, MiB (docs/vram.md)")
+    if any(over_share(r) for r in front):
+        lines.append("! measured reserved VRAM above the trial's GPU share (costs.vram_share_*)")
+    if any("receptive_freq_bins" in r.costs for r in front):
+        lines.append(
+            "RF f×t: mel bins × frames one unit of the last block sees; "
+            "+ = a block sees the whole frequency axis"
+        )
     return "\n".join(lines)
+
+
+def over_share(record: TrialRecord) -> bool:
+    """Return True when the record is flagged for exceeding its GPU share (``run_trial``)."""
+    return SHARE_EXCEEDED_KEY in record.costs
+
+
+def _receptive_cell(record: TrialRecord) -> str:
+    """Return ``64×94+`` (receptive field; ``+`` when some block sees every mel bin) or ``-``."""
+    bins, frames = (record.costs.get(k) for k in ("receptive_freq_bins", "receptive_time_frames"))
+    if bins is None or frames is None:
+        return "-"
+    whole = "+" if record.costs.get("receptive_whole_freq_depth") else ""
+    return f"{bins}×{frames}{whole}"
+
+
+def _front_text(outcome: SearchOutcome) -> str:
+    return front_table(outcome.front, outcome.summary.objectives, outcome.knee)
 
 
 def outcome_text(outcome: SearchOutcome) -> str:
@@ -622,7 +801,8 @@ def outcome_text(outcome: SearchOutcome) -> str:
         f"study {outcome.summary.study_name}: {len(outcome.records)} trials ({counts or 'none'})",
         f"Pareto front ({len(outcome.front)} trials; pruned, failed and infeasible excluded):",
         front_table(outcome.front, objectives, outcome.knee),
-        f"hypervolume {outcome.hypervolume:.6g} (reference point: {ref or '-'})",
+        f"hypervolume {outcome.hypervolume:.6g} (reference point, fixed for the study: "
+        f"{ref or '-'})",
     ]
     if outcome.knee is not None:
         lines.append(f"knee: trial {outcome.knee.number} ({outcome.knee.spec_summary})")
@@ -630,6 +810,12 @@ def outcome_text(outcome: SearchOutcome) -> str:
         lines.append(
             f"{outcome.repeats} proposal(s) repeated a design already trained or training: "
             "answered from its outcome and re-asked, not trained again"
+        )
+    missing = [r for r in outcome.records if r.costs.get(WEIGHTS_NOT_KEPT_KEY)]
+    if missing:
+        lines.append(
+            f"{len(missing)} complete trial(s) kept their results but not their weights "
+            f"({missing[0].costs[WEIGHTS_NOT_KEPT_KEY]}); `fsnas export` retrains them"
         )
     kept = [r for r in outcome.front if r.costs.get(CHECKPOINT_KEY)]
     kept = [r for r in kept if Path(str(r.costs[CHECKPOINT_KEY])).is_file()]

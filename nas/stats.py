@@ -97,3 +97,20 @@ def paired_comparison(
     return PairedComparison(
         n, summary.mean, summary.std, summary.ci_low, summary.ci_high, p_value, confidence
     )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Return Holm's step-down adjusted p-values (same order): family-wise error control.
+
+    The k-th smallest p (from 0) is multiplied by ``m - k`` and the results made monotone;
+    an adjusted p below alpha rejects its hypothesis with family-wise error at most alpha.
+    NaN p-values stay NaN and do not count in ``m``.
+    """
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(float(p)))
+    m = len(indexed)
+    out = [math.nan] * len(p_values)
+    running = 0.0
+    for k, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - k) * float(p)))
+        out[i] = running
+    return out

@@ -10,19 +10,31 @@ read it back from there alone (``read_study``). The pieces:
 * ``make_sampler``: the configured sampler, seeded (a resume draws new random trials);
 * ``RepeatGuard``: a proposal that repeats a known design is answered, not trained again;
 * ``open_study`` / ``close_orphans`` / ``enqueue_initial``: a run's start (warm starts queued);
-* the kept weights' file names (``weights_filename``, ``weights_folder``, ``tidy_weights``).
+* ``study_meaning`` / ``check_meaning``: what a study's trials mean (data and its fingerprint,
+  features, space, training, objectives), stored with it; a resume that changes it is refused;
+* the kept weights' file names (``weights_filename``, ``weights_folder``, ``tidy_weights``):
+  ``<weights_dir>/<study>/<storage key>/trial-NNNNN.safetensors``, so the same study name in
+  two storages never shares files (``storage_key``); ``check_weights_folder`` refuses a folder
+  that cannot be written before any trial trains.
+
+A storage that cannot be opened or written (a read-only folder, a full disk) is one
+``SearchError`` line naming the URL, the SQLite error and, for a SQLite file, the likely cause.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
+import os
+import re
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +42,7 @@ import optuna
 
 from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
 from nas.config import StudyConfig
+from nas.sampling import bounded
 from nas.trial import CONSTRAINT_KEY, STATUS_KEY
 from search_spaces.errors import FsnasError
 
@@ -43,6 +56,9 @@ INITIAL_SPEC_ATTR = "fsnas_initial_spec"  # the warm-start entry a queued trial 
 DUPLICATE_ATTR = "fsnas_duplicate_of"
 INTERRUPTED_ATTR = "fsnas_interrupted"  # no outcome: not counted, asked again on resume
 ORPHANED_ATTR = "fsnas_orphaned"  # left RUNNING by a killed driver, closed as FAIL
+# study attributes: the hypervolume's reference point, fixed once per study, and its sources
+REFERENCE_ATTR = "reference_point"
+REFERENCE_SOURCE_ATTR = "reference_point_source"
 NODE_ATTR = "ray_node_id"  # the Ray node a trial trained on
 GPU_SHARE_ATTR = "gpu_share"  # the GPU share it was given
 # Optuna 5 takes constraints through Trial.set_constraint (constraints_func is deprecated)
@@ -71,10 +87,57 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             time.sleep(0.5)
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:
-        raise SearchError(f"storage {url!r}: cannot open ({type(exc).__name__}: {exc})") from None
+        raise storage_error(url, "cannot open", exc) from None
     if url.startswith("sqlite"):
         _fast_sqlite(storage)
     return storage
+
+
+def storage_error(url: str, what: str, exc: BaseException) -> SearchError:
+    """Return the one-line SearchError of a storage failure: URL, database error, likely cause.
+
+    SQLAlchemy's text spans lines (the SQL, a link); only the database's own message is kept,
+    and for a SQLite file the folder is checked: read-only, or a disk without free space.
+    """
+    original = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(original).split())[:300] or type(original).__name__
+    cause = _sqlite_cause(url)
+    return SearchError(
+        f"storage {url!r}: {what} ({type(original).__name__}: {detail})"
+        + (f"; {cause}" if cause else "")
+    )
+
+
+# below this much free space a SQLite write (journal, WAL) is likely to fail
+_LOW_DISK_BYTES = 1 << 20
+
+
+def _sqlite_cause(url: str) -> str:
+    """Return why a SQLite file's folder cannot take writes, or "" when nothing is seen."""
+    if not url.startswith("sqlite:///"):
+        return ""
+    path = Path(url[len("sqlite:///") :].split("?", 1)[0])
+    if str(path) in ("", ":memory:"):
+        return ""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return ""
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return (
+            f"{folder} is read-only (SQLite writes a journal beside the file); the study is "
+            "unchanged: make it writable, or copy the file to a writable folder and pass "
+            "--storage sqlite:///COPY"
+        )
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if free < _LOW_DISK_BYTES:
+        return (
+            f"the disk holding {folder} is full ({free // 1024} KiB free); the study is "
+            "unchanged: free space there and run the command again"
+        )
+    return ""
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -172,7 +235,7 @@ def make_sampler(config: StudyConfig, previous_trials: int = 0) -> optuna.sample
         with warnings.catch_warnings():
             # group=True is "experimental" in Optuna; it is what a conditional space needs
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(
+            tpe = optuna.samplers.TPESampler(
                 seed=search.seed,
                 constraints_func=constraints,
                 n_startup_trials=max(2, min(10, search.trials // 3)),
@@ -181,11 +244,17 @@ def make_sampler(config: StudyConfig, previous_trials: int = 0) -> optuna.sample
                 multivariate=True,
                 group=True,
             )
+        # a proposal models a bounded window of the study (nas.sampling), so its cost stays
+        # flat at thousands of trials
+        return bounded(tpe, search.model_window)
     if search.sampler == "gp":
-        return optuna.samplers.GPSampler(
-            seed=search.seed,
-            constraints_func=constraints,
-            n_startup_trials=max(2, min(10, search.trials // 3)),
+        return bounded(
+            optuna.samplers.GPSampler(
+                seed=search.seed,
+                constraints_func=constraints,
+                n_startup_trials=max(2, min(10, search.trials // 3)),
+            ),
+            search.model_window,
         )
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
@@ -202,9 +271,9 @@ def _grid_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     Raises:
         SearchError: the grid has more than MAX_GRID_POINTS points (pin more dimensions).
     """
-    from search_spaces.space import SearchSpace
+    from nas.spaces import study_space
 
-    grid = SearchSpace.from_dict(config.space).grid_space()
+    grid = study_space(config).grid_space()
     size = math.prod(len(values) for values in grid.values())
     if size > MAX_GRID_POINTS:
         widest = sorted(grid, key=lambda name: -len(grid[name]))[:5]
@@ -400,10 +469,156 @@ def count_repeats(study: optuna.Study) -> int:
     return sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
+MEANING_ATTR = "meaning"
+"""The study attribute holding what its trials mean (``study_meaning``), stored at creation."""
+
+NEUTRAL_KEYS = (
+    "study",
+    "storage",
+    "tracking_uri",
+    "ray_dir",
+    "weights_dir",
+    "data.cache_dir",
+    "search.trials",
+    "search.time_budget_s",
+    "search.keep_weights",
+    "search.max_failures",
+    "search.sampler",
+    "search.seed",
+    "search.population_size",
+    "search.model_window",
+    "search.initial_specs",
+    "train.time_budget_s",
+    "train.checkpoint_dir",
+    "train.num_threads",
+    "resources",
+)
+"""Config keys (or key prefixes) a resume may change: how many trials, how fast, where they run
+and are logged, how new designs are drawn; not what a finished trial means."""
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _neutral(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in NEUTRAL_KEYS)
+
+
+def study_meaning(
+    config: StudyConfig, data_fingerprint: str, metric: str, objectives: list[Objective]
+) -> dict[str, Any]:
+    """Return the settings that define what a study's trials mean, as dotted keys.
+
+    Every config key but ``NEUTRAL_KEYS`` (data source, features, space, training config,
+    objectives, VRAM limit, early stopping), plus ``data.fingerprint`` (the feature cache's
+    content hash of the clips and features), ``metric`` and ``directions``.
+    """
+    flat = {k: v for k, v in _flat(config.to_dict()).items() if not _neutral(k)}
+    flat["data.fingerprint"] = data_fingerprint
+    flat["metric"] = metric
+    flat["directions"] = [o.direction for o in objectives]
+    return json.loads(json.dumps(flat, default=str))
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Return ``key: old → new`` for each key both hold with different values."""
+    return [
+        f"{key}: {json.dumps(old[key])} → {json.dumps(new[key])}"
+        for key in sorted(set(old) & set(new))
+        if old[key] != new[key]
+    ]
+
+
+def check_meaning(
+    study: optuna.Study, config: StudyConfig, meaning: dict[str, Any], stream: Any = None
+) -> None:
+    """Refuse a resume that changes what the study's trials mean; list the allowed changes.
+
+    A new study stores ``meaning``; one made before fsnas stored it gets it now (with a note
+    saying so); a key one side lacks (a setting newer than the study) is not compared.
+
+    Raises:
+        SearchError: a meaning key changed; names each with old → new and how to start anew.
+    """
+    import sys
+
+    out = stream or sys.stderr
+    stored = study.user_attrs.get(MEANING_ATTR)
+    if not isinstance(stored, dict):
+        if study.trials:
+            print(
+                f"[{config.study}] this study was made before fsnas stored what its trials mean; "
+                f"storing it now from this run's settings (data, features, space, training, "
+                f"objectives): a later resume that changes them is refused",
+                file=out,
+                flush=True,
+            )
+        study.set_user_attr(MEANING_ATTR, meaning)
+        return
+    changed = _changes(stored, meaning)
+    if changed:
+        raise SearchError(
+            f"study {config.study!r} in {config.storage}: resuming would mix trials of another "
+            f"meaning; changed: {'; '.join(changed)}; undo these changes, or start a new study "
+            "with another --study name (or another --storage)"
+        )
+    previous = study.user_attrs.get("config")
+    if isinstance(previous, dict):
+        now = _flat(config.to_dict())
+        allowed = [c for c in _changes(_flat(previous), now) if _neutral(c.split(":", 1)[0])]
+        if allowed:
+            print(
+                f"[{config.study}] resuming with changes that keep the trials' meaning: "
+                + "; ".join(allowed),
+                file=out,
+                flush=True,
+            )
+
+
 def open_study(
-    config: StudyConfig, storage: optuna.storages.BaseStorage, objectives: list[Objective]
+    config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    objectives: list[Objective],
+    meaning: dict[str, Any] | None = None,
+    stream: Any = None,
 ) -> optuna.Study:
-    """Return the study (created or loaded); a stored study must have the same objectives."""
+    """Return the study (created or loaded); a stored study must have the same objectives.
+
+    With ``meaning`` (``study_meaning``) a resume must keep it (``check_meaning``).
+
+    Raises:
+        SearchError: other objectives or another meaning are stored, or the storage cannot be
+            written (one line).
+    """
+    try:
+        return _open_study(config, storage, objectives, meaning, stream)
+    except SearchError:
+        raise
+    except Exception as exc:  # sqlalchemy / optuna storage errors: a read-only or full disk
+        if not _is_storage_error(exc):
+            raise
+        raise storage_error(config.storage, "cannot write", exc) from None
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    return isinstance(exc, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError))
+
+
+def _open_study(
+    config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    objectives: list[Objective],
+    meaning: dict[str, Any] | None = None,
+    stream: Any = None,
+) -> optuna.Study:
     directions = [o.direction for o in objectives]
     study = optuna.create_study(
         study_name=config.study, storage=storage, directions=directions, load_if_exists=True
@@ -417,9 +632,15 @@ def open_study(
             f"{stored_names} ({stored_directions}), the config asks for {names} ({directions}); "
             "use another --study name"
         )
+    if meaning is not None:
+        check_meaning(study, config, meaning, stream)
     study.set_user_attr("objectives", names)
     study.set_user_attr("objective_labels", [o.label for o in objectives])
     study.set_user_attr("config", config.to_dict())
+    if study.metric_names != names:  # optuna-dashboard then labels the axes by objective
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
     return study
 
 
@@ -459,11 +680,68 @@ def weights_filename(number: int) -> str:
     return f"trial-{number:05d}{WEIGHTS_SUFFIX}"
 
 
+def storage_key(url: str) -> str:
+    """Return a short name of a storage for folder names: ``<file stem or scheme>-<8 hex>``.
+
+    The hex digits are the SHA-256 of the URL with a SQLite path made absolute, so two
+    storages never share a key (a password in a URL is hashed, never shown).
+    """
+    canonical = url
+    label = url.split(":", 1)[0]
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :].split("?", 1)[0]
+        if path not in ("", ":memory:"):
+            resolved = Path(path).expanduser().resolve()
+            canonical = f"sqlite:///{resolved}"
+            label = resolved.stem
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:40] or "storage"
+    return f"{label}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
 def weights_folder(config: StudyConfig) -> Path | None:
-    """Return the absolute folder the study's trial weights go to; None when none are kept."""
+    """Return the absolute folder the study's trial weights go to; None when none are kept.
+
+    ``<weights_dir>/<study>/<storage_key(storage)>``: keyed by study *and* storage, so a study
+    of the same name in another storage cannot overwrite (or tidy away) these files. Weights
+    kept by an older fsnas in ``<weights_dir>/<study>/`` stay readable: each record names its
+    file by its absolute path.
+    """
     if config.search.keep_weights == "none":
         return None
-    return Path(config.weights_dir).expanduser().resolve() / config.study
+    base = Path(config.weights_dir).expanduser().resolve() / config.study
+    return base / storage_key(config.storage)
+
+
+# bytes the pre-flight check writes: a small model's weights
+_PROBE_BYTES = 64 * 1024
+
+
+def check_weights_folder(folder: Path) -> None:
+    """Return when ``folder`` (created) takes a file of ``_PROBE_BYTES``; the probe is removed.
+
+    Run before the search trains anything, so a read-only or full weights disk fails the
+    command instead of every trial. A disk that fills later is handled per trial: the
+    trial's result is kept and its record says the weights were not (``WEIGHTS_NOT_KEPT_KEY``).
+
+    Raises:
+        SearchError: naming the folder and the system's reason.
+    """
+    probe = folder / f".fsnas-write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as handle:
+            handle.write(b"\0" * _PROBE_BYTES)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise SearchError(
+            f"weights folder {folder}: cannot write there ({exc.strerror or exc}); free space, "
+            "set weights_dir to a writable disk, or pass --keep-weights none (fsnas export "
+            "then retrains the chosen trial)"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def tidy_weights(
@@ -501,6 +779,8 @@ class StoredStudy:
     records: list[TrialRecord]
     config: dict[str, Any]  # StudyConfig.to_dict() of the run that made it
     repeats: int  # proposals that repeated a known design (DUPLICATE_ATTR)
+    # the hypervolume's fixed reference point (REFERENCE_ATTR; {} for a study from before it)
+    reference: dict[str, float] = field(default_factory=dict)
 
 
 def read_study(name: str, storage: str | optuna.storages.BaseStorage | None = None) -> StoredStudy:
@@ -550,4 +830,15 @@ def read_study(name: str, storage: str | optuna.storages.BaseStorage | None = No
         records=load_records(study),
         config=dict(config) if isinstance(config, dict) else {},
         repeats=count_repeats(study),
+        reference=_stored_reference(attrs.get(REFERENCE_ATTR), objectives),
     )
+
+
+def _stored_reference(value: Any, objectives: list[Objective]) -> dict[str, float]:
+    """Return the stored reference point when it covers every objective, else {}."""
+    if not isinstance(value, dict):
+        return {}
+    try:
+        return {o.name: float(value[o.name]) for o in objectives}
+    except (KeyError, TypeError, ValueError):
+        return {}

@@ -32,12 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dashboards.records import Objective, TrialRecord
+from dashboards.records import WEIGHTS_NOT_KEPT_KEY, Objective, TrialRecord
 from nas.config import metric_name
 from search_spaces.errors import FsnasError
 from search_spaces.spec import ArchSpec
 from trainers.featureset import FeatureSet
-from trainers.result import TrainConfig, TrialResult
+from trainers.metrics import PITCH_ROBUSTNESS_METRIC
+from trainers.result import CHECKPOINT_ERROR_KEY, TrainConfig, TrialResult
 
 if TYPE_CHECKING:  # trainers.cost imports torch; nas.trial loads it only when a trial runs
     from trainers.cost import DesignKey
@@ -49,12 +50,26 @@ RECORD_JSON_KEY = "fsnas_record_json"  # TrialRecord.to_dict() as JSON
 CONSTRAINT_KEY = "fsnas_constraint"  # [train VRAM - limit] (measured or estimated); <= 0 ok
 # GPU shares "auto" rounds up to, so a handful of trial sizes can pack a GPU
 GPU_SHARE_GRID: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
-# what a trial process holds besides the training peak: CUDA context and allocator slack
+# what a trial process holds outside the caching allocator: the CUDA context (DESIGN.md:
+# ~300–500 MiB per device); the allocator's slack is in the reserved estimate
 CUDA_CONTEXT_MB = 500.0
-# a trial config's copy of the driver's training-VRAM estimate (made for GPU placement)
+# a trial config's copy of the driver's training-VRAM estimate (made for GPU placement), MiB
 ESTIMATE_MB_KEY = "train_vram_estimate_mb"
+ESTIMATE_RESERVED_KEY = "train_reserved_estimate_mb"
 ESTIMATE_METHOD_KEY = "train_vram_estimate_method"
 ESTIMATE_DESIGN_KEY = "train_vram_estimate_key"  # DesignKey.digest() it was made for
+# the reserved MiB a trial's share leaves it (share × GPU memory − context − features), set by
+# gpus_per_trial=auto; a measured train_reserved_mb above it is flagged in the record
+SHARE_BUDGET_KEY = "vram_share_budget_mb"
+SHARE_EXCEEDED_KEY = "vram_share_exceeded_mb"  # record costs: measured reserved − budget (MiB)
+SHARE_WARNING_KEY = "vram_share_warning"  # record costs: the one-line warning
+ESTIMATE_KEYS = (
+    ESTIMATE_MB_KEY,
+    ESTIMATE_RESERVED_KEY,
+    ESTIMATE_METHOD_KEY,
+    ESTIMATE_DESIGN_KEY,
+    SHARE_BUDGET_KEY,
+)
 
 
 # -- what a trial needs besides its spec -------------------------------------------------------
@@ -95,7 +110,8 @@ def _design_key(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> Design
 def _train_vram_estimate(
     spec: ArchSpec, data: FeatureSet, config: TrainConfig
 ) -> dict[str, Any] | None:
-    """Return the cached (or new) estimate's ``train_vram_estimate_mb`` and ``_method``."""
+    """Return the cached (or new) estimate's ``train_vram_estimate_mb``,
+    ``train_reserved_estimate_mb`` and ``train_vram_estimate_method``."""
     from trainers import cost
 
     try:
@@ -118,7 +134,7 @@ def estimate_train_vram_mb(
     config: TrainConfig,
     into: dict[str, Any] | None = None,
 ) -> float | None:
-    """Return the estimated peak training VRAM of ``spec`` in MB, or None if it cannot be made.
+    """Return the estimated peak training VRAM of ``spec`` in MiB, or None if it cannot be made.
 
     The estimate models float32 training (an upper bound under AMP, which it cannot trace).
     It is made once per design and process (``trainers.cost.train_vram_estimate``), and
@@ -133,9 +149,53 @@ def estimate_train_vram_mb(
     mb = float(estimate["train_vram_estimate_mb"])
     if into is not None:
         into[ESTIMATE_MB_KEY] = mb
+        into[ESTIMATE_RESERVED_KEY] = float(estimate["train_reserved_estimate_mb"])
         into[ESTIMATE_METHOD_KEY] = str(estimate["train_vram_estimate_method"])
         into[ESTIMATE_DESIGN_KEY] = _design_key(spec, data, config).digest()
     return mb
+
+
+def estimate_train_reserved_mb(
+    spec: ArchSpec,
+    data: FeatureSet,
+    config: TrainConfig,
+    into: dict[str, Any] | None = None,
+) -> float | None:
+    """Return the estimated peak reserved training VRAM (MiB) of ``spec``, or None.
+
+    The same cached estimate as ``estimate_train_vram_mb`` (and the same ``into``), its
+    ``train_reserved_estimate_mb``: what ``gpus_per_trial=auto`` sizes a share from.
+    """
+    if estimate_train_vram_mb(spec, data, config, into) is None:
+        return None
+    estimate = _train_vram_estimate(spec, data, config)
+    return None if estimate is None else float(estimate["train_reserved_estimate_mb"])
+
+
+def flag_vram_share(record: TrialRecord, config: dict[str, Any]) -> None:
+    """Flag ``record`` when its measured reserved peak exceeds its GPU share's budget.
+
+    The budget is ``config[SHARE_BUDGET_KEY]`` (set by ``gpus_per_trial=auto``); the flag is
+    ``costs[SHARE_EXCEEDED_KEY]`` (MiB over) and ``costs[SHARE_WARNING_KEY]``. Estimated
+    figures and trials without a budget are left alone.
+    """
+    budget = config.get(SHARE_BUDGET_KEY)
+    reserved = record.costs.get("train_reserved_mb")
+    if (
+        not isinstance(budget, (int, float))
+        or isinstance(budget, bool)
+        or not isinstance(reserved, (int, float))
+        or record.costs.get("vram_source") != "measured"
+    ):
+        return
+    over = float(reserved) - float(budget)
+    if over > 0:
+        record.costs[SHARE_EXCEEDED_KEY] = over
+        record.costs[SHARE_WARNING_KEY] = (
+            f"measured reserved training VRAM {float(reserved):.0f} MiB > the {float(budget):.0f} "
+            "MiB its GPU share leaves it (gpus_per_trial=auto); trials packed beside it may run "
+            "out of memory"
+        )
 
 
 def _seed_sent_estimate(
@@ -148,9 +208,14 @@ def _seed_sent_estimate(
     method = config.get(ESTIMATE_METHOD_KEY)
     if not isinstance(sent, (int, float)) or isinstance(sent, bool) or not isinstance(method, str):
         return
+    reserved = config.get(ESTIMATE_RESERVED_KEY)
+    if not isinstance(reserved, (int, float)) or isinstance(reserved, bool):
+        reserved = None
     key = _design_key(spec, data, train_config)
     if config.get(ESTIMATE_DESIGN_KEY) == key.digest() and math.isfinite(float(sent)):
-        cost.seed_train_vram_estimate(key, float(sent), method)
+        cost.seed_train_vram_estimate(
+            key, float(sent), method, reserved_mb=None if reserved is None else float(reserved)
+        )
 
 
 def run_trial(
@@ -207,7 +272,7 @@ def _trial_body(
         if estimate_mb is not None and estimate_mb > limit_mb:
             record.status = "infeasible"
             record.reason = (
-                f"estimated training VRAM {estimate_mb:.0f} MB > --max-train-vram-mb "
+                f"estimated training VRAM {estimate_mb:.0f} MiB > --max-train-vram-mb "
                 f"{limit_mb:g}; not trained"
             )
             record.costs.update(
@@ -239,14 +304,18 @@ def _trial_body(
     if settings.checkpoint_dir:
         train_config = dataclasses.replace(train_config, checkpoint_dir=settings.checkpoint_dir)
     result = fit(spec, data, train_config, device or settings.device, epoch_report)
-    trained = record_from_fit(spec, result, settings.train_config)
+    trained = record_from_fit(
+        spec, result, settings.train_config, input_shape=(data.n_mels, data.n_frames)
+    )
     for name in ("status", "reason", "metrics", "history", "device"):
         setattr(record, name, getattr(trained, name))
     record.costs.update(trained.costs)
+    flag_vram_share(record, config)
     if result.status != "complete":
         return
     for objective in settings.objectives:
-        value = (record.metrics if objective.name == metric else record.costs).get(objective.name)
+        in_metrics = objective.name in (metric, PITCH_ROBUSTNESS_METRIC)
+        value = (record.metrics if in_metrics else record.costs).get(objective.name)
         if value is None or not math.isfinite(float(value)):
             record.status = "failed"
             record.reason = f"objective {objective.name} has no value ({value!r})"
@@ -258,9 +327,24 @@ def _trial_body(
         if float(vram) > limit_mb:
             record.status = "infeasible"
             record.reason = (
-                f"{record.costs['vram_source']} training VRAM {float(vram):.0f} MB > "
+                f"{record.costs['vram_source']} training VRAM {float(vram):.0f} MiB > "
                 f"--max-train-vram-mb {limit_mb:g}"
             )
+
+
+def note_weights_not_kept(final: dict[str, Any], reason: str) -> dict[str, Any]:
+    """Return a complete trial's final report whose record says its weights were not kept.
+
+    The training result (metrics, objectives, costs) is kept as it is: the trial stays
+    ``complete`` and on the front if it belongs there; ``costs[WEIGHTS_NOT_KEPT_KEY]`` holds
+    ``reason`` (the path and the system's error), and ``fsnas export`` retrains it.
+    """
+    out = dict(final)
+    if RECORD_JSON_KEY in out:
+        record = json.loads(out[RECORD_JSON_KEY])
+        record.setdefault("costs", {})[WEIGHTS_NOT_KEPT_KEY] = reason
+        out[RECORD_JSON_KEY] = json.dumps(record)
+    return out
 
 
 def record_from_result(result: dict[str, Any] | None, number: int) -> TrialRecord | None:
@@ -274,17 +358,29 @@ def record_from_result(result: dict[str, Any] | None, number: int) -> TrialRecor
 
 
 def record_from_fit(
-    spec: ArchSpec, result: TrialResult, train_config: TrainConfig, number: int = 0
+    spec: ArchSpec,
+    result: TrialResult,
+    train_config: TrainConfig,
+    number: int = 0,
+    input_shape: tuple[int, int] | None = None,
 ) -> TrialRecord:
     """Return the TrialRecord of one ``fit``: status, metrics, history, device and costs.
 
-    The costs are ``TrialResult.cost_summary()`` plus the epochs run and, when ``fit`` made
-    one, the pre-training VRAM estimate. Objectives are the caller's (a search sets them).
+    The costs are ``TrialResult.cost_summary()`` plus the epochs run, when ``fit`` made
+    one, the pre-training VRAM estimate and, with ``input_shape`` (n_mels, n_frames), the
+    design's receptive field (``search_spaces.receptive.RECEPTIVE_KEYS``). Objectives are the
+    caller's (a search sets them).
     """
     costs: dict[str, Any] = {}
+    if input_shape is not None and result.status != "invalid":
+        from search_spaces.receptive import receptive_field
+
+        costs.update(receptive_field(spec, *input_shape).scalars())
     if "train_vram_estimate_mb" in result.extra:
         costs["train_vram_estimate_mb"] = float(result.extra["train_vram_estimate_mb"])
     costs.update({**result.cost_summary(), "epochs_run": result.epochs_run})
+    if result.extra.get(CHECKPOINT_ERROR_KEY):
+        costs[WEIGHTS_NOT_KEPT_KEY] = str(result.extra[CHECKPOINT_ERROR_KEY])
     return TrialRecord(
         number=number,
         status=result.status,
@@ -314,9 +410,10 @@ def spec_record(number: int, spec: dict[str, Any], reason: str = "") -> TrialRec
 def gpu_share(estimate_mb: float | None, gpu_memory_mb: float, data_mb: float = 0.0) -> float:
     """Return a trial's GPU share for ``gpus_per_trial=auto``: its need rounded up to the grid.
 
-    The need is the estimated training peak plus the CUDA context and the feature tensors the
-    trial keeps on the GPU, as a fraction of the GPU's memory, rounded up to 1/8, 1/4, 1/2 or 1
-    (a whole GPU when the estimate is missing or exceeds the card).
+    The need is the estimated reserved training peak (``estimate_train_reserved_mb``, MiB)
+    plus the CUDA context and the feature tensors the trial keeps on the GPU, as a fraction of
+    the GPU's memory, rounded up to 1/8, 1/4, 1/2 or 1 (a whole GPU when the estimate is
+    missing or exceeds the card).
     """
     if estimate_mb is None or gpu_memory_mb <= 0:
         return 1.0
@@ -325,6 +422,11 @@ def gpu_share(estimate_mb: float | None, gpu_memory_mb: float, data_mb: float = 
         if need <= share:
             return share
     return 1.0
+
+
+def share_budget_mb(share: float, gpu_memory_mb: float, data_mb: float = 0.0) -> float:
+    """Return the reserved MiB a GPU ``share`` leaves a trial (its context and features out)."""
+    return share * gpu_memory_mb - CUDA_CONTEXT_MB - data_mb
 
 
 def feature_bytes(data: FeatureSet) -> int:

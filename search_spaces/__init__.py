@@ -2,8 +2,10 @@
 
 from typing import TYPE_CHECKING, Any
 
+from search_spaces.around import SpaceAround
 from search_spaces.errors import FsnasError, SpecError
 from search_spaces.presets import PRESETS, Preset, get_preset, list_presets
+from search_spaces.receptive import BlockField, ReceptiveField, receptive_field
 from search_spaces.space import ABLATION_FACTORS, SearchSpace, apply_factor, grid
 from search_spaces.spec import (
     SCHEMA_VERSION,
@@ -36,6 +38,7 @@ __all__ = [
     "PRESETS",
     "SCHEMA_VERSION",
     "ArchSpec",
+    "BlockField",
     "Branch",
     "ConvBlock",
     "Dense",
@@ -43,7 +46,9 @@ __all__ = [
     "Head",
     "LayerShape",
     "Preset",
+    "ReceptiveField",
     "SearchSpace",
+    "SpaceAround",
     "SpecError",
     "SpectrogramCNN",
     "Trace",
@@ -53,6 +58,7 @@ __all__ = [
     "get_preset",
     "grid",
     "list_presets",
+    "receptive_field",
     "resolve_height",
     "trace",
     "validate",

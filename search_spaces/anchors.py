@@ -16,9 +16,11 @@ ablation study's walk from a 5-block 3×3 VGG to one vertical layer (``vgg_to_ve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from search_spaces.receptive import receptive_field
 from search_spaces.spec import (
     ArchSpec,
     Branch,
@@ -152,14 +154,10 @@ def receptive_field_height(spec: ArchSpec, n_mels: int) -> int:
     Only plain body stacks (no front end, stride-1 convs) are handled: that is all the
     ``vgg-to-vertical`` walk needs.
     """
-    field_rows, jump = 1, 1
-    for i, blk in enumerate(spec.body):
-        height = resolve_height(blk.height, n_mels)
-        field_rows += (height - 1) * jump * blk.convs
-        if i < len(spec.body) - 1:  # the last pool comes after the last conv
-            field_rows += (blk.pool[0] - 1) * jump
-            jump *= (blk.pool_stride or blk.pool)[0]
-    return field_rows
+    # the last pool comes after the last conv: the receptive field of the stack without it
+    last = dataclasses.replace(spec.body[-1], pool=(1, 1), pool_stride=None)
+    stack = spec.replace(body=(*spec.body[:-1], last))
+    return receptive_field(stack, n_mels, 1).final.nominal_freq_bins
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,8 @@ def _cnn14() -> ArchSpec:
             convs=2,
             bias=False,
             pool=(2, 2) if i < 5 else (1, 1),
-            pool_type="avg",
+            # no pool after block 6: "max" is the canonical type of an absent pool
+            pool_type="avg" if i < 5 else "max",
             dropout=0.2,
         )
         for i, c in enumerate(channels)

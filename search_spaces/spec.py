@@ -19,9 +19,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast, get_args
 
-from search_spaces.errors import SpecError
+from search_spaces.errors import SpecError, excerpt
 
 SCHEMA_VERSION = 1
+
+# Size limits of a spec, checked before any work (parsing, tracing, building): far above every
+# preset and search space, far below what would take minutes to trace or cost (2,000 blocks
+# took 125 s in `fsnas cost`). One table, documented in docs/reliability.md.
+MAX_SPEC_JSON_CHARS = 1_000_000
+MAX_FRONTEND_BRANCHES = 64
+MAX_BODY_BLOCKS = 64
+MAX_CONVS_PER_BLOCK = 16
+MAX_HIDDEN_LAYERS = 16
+MAX_CHANNELS = 65_536  # conv channels and dense units
+MAX_NAME_CHARS = 200
 
 Height: TypeAlias = int | str
 """A filter height: an int (mel bins) or a string ``"<fraction>M"`` relative to n_mels."""
@@ -43,7 +54,7 @@ def resolve_height(height: Height, n_mels: int, where: str = "height") -> int:
         SpecError: the value is neither an int nor a ``"<fraction>M"`` string.
     """
     if isinstance(height, bool):
-        raise SpecError(f"{where}: expected an int or '<fraction>M', got {height!r}")
+        raise SpecError(f"{where}: expected an int or '<fraction>M', got {excerpt(height)}")
     if isinstance(height, int):
         return height
     if isinstance(height, str):
@@ -51,7 +62,9 @@ def resolve_height(height: Height, n_mels: int, where: str = "height") -> int:
         if match:
             # int() truncation matches the reference code (musicnn: int(0.4 * yInput)).
             return int(float(match.group(1)) * n_mels)
-    raise SpecError(f"{where}: expected an int or '<fraction>M' (e.g. '0.4M'), got {height!r}")
+    raise SpecError(
+        f"{where}: expected an int or '<fraction>M' (e.g. '0.4M'), got {excerpt(height)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -159,13 +172,20 @@ class ArchSpec:
         version = data.get("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise SpecError(
-                f"spec.schema_version: this fsnas reads version {SCHEMA_VERSION}, got {version!r}"
+                f"spec.schema_version: this fsnas reads version {SCHEMA_VERSION}, "
+                f"got {excerpt(version)}"
             )
+        check_sizes(data)
         return cast(ArchSpec, _from_mapping(cls, data, "spec"))
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
         """Parse a JSON string; malformed JSON raises ``SpecError`` naming the position."""
+        if len(text) > MAX_SPEC_JSON_CHARS:
+            raise SpecError(
+                f"spec: {len(text):,} characters of JSON > the limit of {MAX_SPEC_JSON_CHARS:,} "
+                "(MAX_SPEC_JSON_CHARS); a spec is a few kB"
+            )
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
@@ -203,6 +223,63 @@ class ArchSpec:
         return " | ".join(parts)
 
 
+def _over(what: str, count: int, limit: int, name: str) -> SpecError:
+    return SpecError(f"{what}: {count:,} > the limit of {limit:,} ({name})")
+
+
+def check_sizes(data: Mapping[str, Any]) -> None:
+    """Check the counts and lengths of a spec's raw dict against the limits, before parsing.
+
+    Raises:
+        SpecError: naming the field, its size and the limit (e.g. ``spec.body: 2,000 blocks``).
+    """
+    limits = (
+        ("frontend", "branches", MAX_FRONTEND_BRANCHES, "MAX_FRONTEND_BRANCHES"),
+        ("body", "blocks", MAX_BODY_BLOCKS, "MAX_BODY_BLOCKS"),
+    )
+    for key, unit, limit, name in limits:
+        value = data.get(key)
+        if isinstance(value, (list, tuple)) and len(value) > limit:
+            raise _over(f"spec.{key}: {unit}", len(value), limit, name)
+    head = data.get("head")
+    hidden = head.get("hidden") if isinstance(head, Mapping) else None
+    if isinstance(hidden, (list, tuple)) and len(hidden) > MAX_HIDDEN_LAYERS:
+        raise _over("spec.head.hidden: layers", len(hidden), MAX_HIDDEN_LAYERS, "MAX_HIDDEN_LAYERS")
+    spec_name = data.get("name")
+    if isinstance(spec_name, str) and len(spec_name) > MAX_NAME_CHARS:
+        raise SpecError(
+            f"spec.name: {len(spec_name):,} characters > the limit of {MAX_NAME_CHARS} "
+            f"(MAX_NAME_CHARS): {excerpt(spec_name, 40)}"
+        )
+
+
+def check_limits(spec: ArchSpec) -> None:
+    """Check a parsed spec against every size limit (counts, convs, channels, name).
+
+    Raises:
+        SpecError: naming the layer, the number and the limit.
+    """
+    check_sizes({"frontend": spec.frontend, "body": spec.body, "name": spec.name})
+    if len(spec.head.hidden) > MAX_HIDDEN_LAYERS:
+        raise _over(
+            "spec.head.hidden: layers",
+            len(spec.head.hidden),
+            MAX_HIDDEN_LAYERS,
+            "MAX_HIDDEN_LAYERS",
+        )
+    for i, branch in enumerate(spec.frontend):
+        if isinstance(branch.channels, int) and branch.channels > MAX_CHANNELS:
+            raise _over(f"frontend[{i}] channels", branch.channels, MAX_CHANNELS, "MAX_CHANNELS")
+    for i, block in enumerate(spec.body):
+        if isinstance(block.channels, int) and block.channels > MAX_CHANNELS:
+            raise _over(f"body[{i}] channels", block.channels, MAX_CHANNELS, "MAX_CHANNELS")
+        if isinstance(block.convs, int) and block.convs > MAX_CONVS_PER_BLOCK:
+            raise _over(f"body[{i}] convs", block.convs, MAX_CONVS_PER_BLOCK, "MAX_CONVS_PER_BLOCK")
+    for i, dense in enumerate(spec.head.hidden):
+        if isinstance(dense.units, int) and dense.units > MAX_CHANNELS:
+            raise _over(f"head.hidden[{i}] units", dense.units, MAX_CHANNELS, "MAX_CHANNELS")
+
+
 def _compress(items: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
@@ -227,11 +304,11 @@ def _to_jsonable(obj: Any) -> Any:
 # -- strict typed parsing ---------------------------------------------------------------------
 def _from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
-        raise SpecError(f"{where}: expected an object, got {type(data).__name__} {data!r}")
+        raise SpecError(f"{where}: expected an object, got {type(data).__name__} {excerpt(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
-        raise SpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        raise SpecError(f"{where}: unknown key(s) {excerpt(unknown)}; allowed: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     hints = _type_hints(cls)
     for name, value in data.items():
@@ -265,7 +342,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if origin is Literal:
         if value not in args or isinstance(value, bool) != any(isinstance(a, bool) for a in args):
-            raise SpecError(f"{where}: expected one of {list(args)}, got {value!r}")
+            raise SpecError(f"{where}: expected one of {list(args)}, got {excerpt(value)}")
         return value
     if origin in (typing.Union, types.UnionType):
         errors = []
@@ -275,38 +352,40 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             except SpecError as exc:
                 errors.append(str(exc))
         raise SpecError(
-            f"{where}: {value!r} matches none of the allowed types ({'; '.join(errors)})"
+            f"{where}: {excerpt(value)} matches none of the allowed types ({'; '.join(errors)})"
         )
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise SpecError(f"{where}: expected a list, got {value!r}")
+            raise SpecError(f"{where}: expected a list, got {excerpt(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise SpecError(f"{where}: expected {len(args)} values, got {len(value)}: {value!r}")
+            raise SpecError(
+                f"{where}: expected {len(args)} values, got {len(value)}: {excerpt(value)}"
+            )
         return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if hint is type(None):
         if value is not None:
-            raise SpecError(f"{where}: expected null, got {value!r}")
+            raise SpecError(f"{where}: expected null, got {excerpt(value)}")
         return None
     if hint is bool:
         if not isinstance(value, bool):
-            raise SpecError(f"{where}: expected true/false, got {value!r}")
+            raise SpecError(f"{where}: expected true/false, got {excerpt(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{where}: expected an integer, got {value!r}")
+            raise SpecError(f"{where}: expected an integer, got {excerpt(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{where}: expected a number, got {value!r}")
+            raise SpecError(f"{where}: expected a number, got {excerpt(value)}")
         try:
             return float(value)
         except OverflowError:
-            raise SpecError(f"{where}: number out of range, got {value!r}") from None
+            raise SpecError(f"{where}: number out of range, got {excerpt(value)}") from None
     if hint is str:
         if not isinstance(value, str):
-            raise SpecError(f"{where}: expected a string, got {value!r}")
+            raise SpecError(f"{where}: expected a string, got {excerpt(value)}")
         return value
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _from_mapping(hint, value, where)

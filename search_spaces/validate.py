@@ -7,14 +7,18 @@ The output-size rules here are the ones ``build_model`` implements (one place fo
 * conv, ``same`` padding: ``ceil(n / stride)`` (symmetric ``k // 2`` padding for odd kernels as in
   PyTorch references, TensorFlow's asymmetric split for even kernels);
 * conv, ``valid`` padding: ``(n - k) // stride + 1``, needs ``n >= k``;
-* pooling: ``(n - size) // stride + 1`` (floor), needs ``n >= size``.
+* pooling: ``(n - size) // stride + 1`` (floor), needs ``n >= size``;
+* a filter taller than the input (``n_mels``) is refused whatever its padding: ``same`` would
+  pad it with more zero rows than the spectrogram has, so most of its weights never see data.
+
+Before any shape arithmetic, ``trace`` checks the spec's size limits (``spec.check_limits``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_spaces.spec import ArchSpec, Padding, SpecError, resolve_height
+from search_spaces.spec import ArchSpec, Padding, SpecError, check_limits, resolve_height
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,12 @@ def pool_out(n: int, size: int, stride: int) -> int:
     return (n - size) // stride + 1
 
 
+def _padding_note(padding: Padding) -> str:
+    if padding != "same":
+        return ""
+    return "; 'same' padding cannot make a filter taller than the input fit (use a smaller height)"
+
+
 def _positive(value: object, where: str, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(f"{where} must be an integer >= {minimum}, got {value!r}")
@@ -75,6 +85,7 @@ def trace(spec: ArchSpec, n_mels: int, n_frames: int) -> Trace:
     Raises:
         SpecError: a layer does not fit (message names the layer and the numbers).
     """
+    check_limits(spec)
     _positive(n_mels, "input n_mels")
     _positive(n_frames, "input n_frames")
     layers: list[LayerShape] = [LayerShape("input", 1, n_mels, n_frames)]
@@ -89,8 +100,12 @@ def trace(spec: ArchSpec, n_mels: int, n_frames: int) -> Trace:
             _positive(height, f"{where} height ({br.height!r} on {n_mels} mels)")
             _positive(br.width, f"{where} width")
             _positive(br.channels, f"{where} channels")
-            if br.freq_padding == "valid" and height > freq:
-                raise SpecError(f"{where} filter height {height} > input frequency {freq} (n_mels)")
+            if height > freq:
+                # 'same' cannot be honoured either: the padding would outgrow the input
+                raise SpecError(
+                    f"{where} filter height {height} > input frequency {freq} (n_mels)"
+                    + _padding_note(br.freq_padding)
+                )
             if br.time_padding == "valid" and br.width > time:
                 raise SpecError(f"{where} filter width {br.width} > input time {time} (n_frames)")
             f_out = conv_out(freq, height, 1, br.freq_padding)
@@ -129,6 +144,11 @@ def trace(spec: ArchSpec, n_mels: int, n_frames: int) -> Trace:
         _probability(blk.dropout, f"{where} dropout")
         if blk.freq_padding == "valid" and height > freq:
             raise SpecError(f"{where} kernel height {height} > remaining frequency {freq}")
+        if height > n_mels:
+            raise SpecError(
+                f"{where} kernel height {height} > input frequency {n_mels} (n_mels)"
+                + _padding_note(blk.freq_padding)
+            )
         if blk.time_padding == "valid" and blk.width > time:
             raise SpecError(f"{where} kernel width {blk.width} > remaining time {time}")
         f_out = conv_out(freq, height, blk.stride[0], blk.freq_padding)

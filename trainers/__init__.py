@@ -10,18 +10,23 @@ from typing import Any
 
 # public name -> the module of trainers that defines it
 _EXPORTS = {
+    "pitch_shift": "audio",
     "read_audio": "audio",
     "CheckpointError": "checkpoint",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "CostReport": "cost",
     "cost_report": "cost",
+    "DesignTooLarge": "cost",
+    "refuse_too_large": "cost",
     "estimate_train_vram": "cost_vram",
     "measure_infer_vram": "cost",
     "measure_latency_ms": "cost",
     "measure_train_vram": "cost",
     "CostError": "cost_vram",
     "VramEstimate": "cost_vram",
+    "LIBRARY_WORKSPACES": "cost_vram",
+    "device_class_of": "cost_vram",
     "estimate_infer_vram": "cost_vram",
     "AudioDecodeError": "errors",
     "BadAudioError": "errors",
@@ -34,6 +39,7 @@ _EXPORTS = {
     "FeatureSet": "featureset",
     "Split": "featureset",
     "Task": "featureset",
+    "PITCH_ROBUSTNESS_METRIC": "metrics",
     "PRIMARY_METRIC": "metrics",
     "task_metrics": "metrics",
     "TrainConfig": "result",
@@ -45,11 +51,15 @@ _EXPORTS = {
     "TrainError": "train",
     "check_train_config": "train",
     "fit": "train",
+    "pitch_robustness": "train",
     "resolve_device": "train",
+    "VramPeaks": "vram_probe",
 }
 
 __all__ = [
     "KINDS",
+    "LIBRARY_WORKSPACES",
+    "PITCH_ROBUSTNESS_METRIC",
     "PRIMARY_METRIC",
     "TASKS",
     "AudioDecodeError",
@@ -59,6 +69,7 @@ __all__ = [
     "CostError",
     "CostReport",
     "DataError",
+    "DesignTooLarge",
     "FeatureConfig",
     "FeatureSet",
     "Source",
@@ -68,8 +79,10 @@ __all__ = [
     "TrainError",
     "TrialResult",
     "VramEstimate",
+    "VramPeaks",
     "check_train_config",
     "cost_report",
+    "device_class_of",
     "estimate_infer_vram",
     "estimate_train_vram",
     "fit",
@@ -80,7 +93,10 @@ __all__ = [
     "measure_train_vram",
     "open_source",
     "parse_data_arg",
+    "pitch_robustness",
+    "pitch_shift",
     "read_audio",
+    "refuse_too_large",
     "resolve_device",
     "save_checkpoint",
     "task_metrics",
@@ -107,6 +123,10 @@ def __getattr__(name: str) -> Any:
         from trainers import cost_vram
 
         return getattr(cost_vram, name)
+    if module == "vram_probe":
+        from trainers import vram_probe
+
+        return getattr(vram_probe, name)
     if module == "errors":
         from trainers import errors
 

@@ -15,6 +15,9 @@ Plain functions on plain data, one small frozen dataclass per report:
   ``train_vram_estimate`` fills only the training-VRAM part (a search's VRAM-limit check and
   GPU placement), ``seed_train_vram_estimate`` stores an estimate made elsewhere.
 * ``cost_report`` — all of the above for one spec, ``vram_source`` saying which VRAM it is.
+* ``refuse_too_large`` — raise ``DesignTooLarge`` (before any tensor of the design is
+  allocated) when a design's weights, or its estimated training memory, exceed the memory this
+  machine (``memory_available``: RAM, or the GPU's free memory and share) has.
 
 VRAM figures are MiB (2**20 bytes) although named ``_mb``, as in the anchor protocol.
 """
@@ -22,7 +25,6 @@ VRAM figures are MiB (2**20 bytes) although named ``_mb``, as in the anchor prot
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import json
 import statistics
@@ -39,6 +41,7 @@ from torch import nn
 
 from search_spaces import ArchSpec, build_model
 from search_spaces.build import count_params
+from trainers import vram_probe
 from trainers.cost_vram import (
     MIB,
     CostError,
@@ -57,6 +60,7 @@ __all__ = [
     "CostError",
     "CostReport",
     "DesignKey",
+    "DesignTooLarge",
     "FlopReport",
     "LatencyMeasurement",
     "StaticCostCache",
@@ -72,6 +76,8 @@ __all__ = [
     "measure_latency",
     "measure_latency_ms",
     "measure_train_vram",
+    "memory_available",
+    "refuse_too_large",
     "seed_train_vram_estimate",
     "static_costs",
     "train_vram_estimate",
@@ -141,14 +147,15 @@ def count_flops(model: nn.Module, n_mels: int, n_frames: int) -> FlopReport:
 
 @dataclass(frozen=True)
 class VramMeasurement:
-    """Peak VRAM measured on CUDA (MiB) and the conditions it was measured under.
+    """Peak VRAM measured on CUDA (MiB) through ``trainers.vram_probe`` and its conditions.
 
-    ``vram_mb``: peak allocated minus what other tensors (a dataset cache, other trials) held,
-    so it covers weights, gradients, optimizer state, the batch and everything a step creates.
-    ``above_base_mb``: peak minus the allocation just before the timed steps, which for
-    training already holds weights, optimizer state and the batch (not gradients: the steps
-    start after ``zero_grad(set_to_none=True)``). ``reserved_mb``: the allocator's peak
-    reserved memory (process-wide).
+    ``vram_mb``: peak allocated minus the shared tensors passed in (docs/vram.md's
+    ``train_vram_mb``: weights, gradients, optimizer state, the batch, everything a step creates
+    and the library workspaces the process keeps). ``above_base_mb``: peak minus the
+    allocation just before the timed steps, which for training already holds weights,
+    optimizer state, the batch and the workspaces (not gradients: the steps start after
+    ``zero_grad(set_to_none=True)``). ``reserved_mb``: the allocator's peak reserved minus the
+    shared tensors' segments (``train_reserved_mb``).
     """
 
     vram_mb: float
@@ -170,26 +177,6 @@ def _require_cuda(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _bytes_on(device: torch.device, tensors: Sequence[torch.Tensor]) -> int:
-    """Return the allocator bytes of the distinct storages among ``tensors`` on ``device``."""
-    from trainers.cost_vram import round_allocation
-
-    seen: dict[int, int] = {}
-    for t in tensors:
-        if t.device == device:
-            storage = t.untyped_storage()
-            seen[storage.data_ptr()] = round_allocation(storage.nbytes())
-    return sum(seen.values())
-
-
-def _reset_peak(device: torch.device) -> int:
-    gc.collect()
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    return int(torch.cuda.memory_allocated(device))
-
-
 def measure_train_vram(
     model: nn.Module,
     batch_shape: tuple[int, int, int, int],
@@ -200,22 +187,22 @@ def measure_train_vram(
     steps: int = 5,
     warmup_steps: int = 3,
     device: str | torch.device = "cuda",
+    shared: Sequence[torch.Tensor] = (),
 ) -> VramMeasurement:
     """Return the peak training VRAM of ``model`` measured on CUDA with DESIGN.md's protocol.
 
-    ``warmup_steps`` full steps at the exact shape (cuDNN/cuBLAS selection), then
-    ``gc.collect(); synchronize(); empty_cache(); reset_peak_memory_stats()``, then ``steps``
-    timed full steps (zero_grad(set_to_none) → forward → loss → backward → step, autocast and a
-    GradScaler when ``amp``). Moves ``model`` to the device and leaves it there.
+    ``warmup_steps`` full steps at the exact shape (cuDNN/cuBLAS selection), then the probe's
+    ``start`` (``gc.collect(); synchronize(); empty_cache(); reset_peak_memory_stats()``), then
+    ``steps`` timed full steps (zero_grad(set_to_none) → forward → loss → backward → step,
+    autocast and a GradScaler when ``amp``), then ``finish``. ``shared``: tensors on the device
+    that are not the trial's (features); nothing else is subtracted. Moves ``model`` to the
+    device and leaves it there.
 
     Raises:
         CostError: no CUDA device, or a bad task/optimizer.
     """
     dev = _require_cuda(device)
     compute_loss = loss_fn(task)
-    outside_b = int(torch.cuda.memory_allocated(dev)) - _bytes_on(
-        dev, [*model.parameters(), *model.buffers()]
-    )
     model.to(dev).train()
     x = torch.randn(batch_shape, device=dev)
     y = make_targets(task, batch_shape[0], n_classes, dev)
@@ -233,10 +220,10 @@ def measure_train_vram(
     for _ in range(warmup_steps):
         step()
     opt.zero_grad(set_to_none=True)  # start like the anchor: optimizer state, no gradients
-    base_b = _reset_peak(dev)
+    window = vram_probe.start(dev, shared)
     for _ in range(steps):
         step()
-    return _peak_measurement(dev, outside_b, base_b, batch_shape[0], steps)
+    return _measurement(vram_probe.finish(window), batch_shape[0], steps)
 
 
 def measure_infer_vram(
@@ -245,44 +232,39 @@ def measure_infer_vram(
     device: str | torch.device = "cuda",
     repeats: int = 3,
     warmup: int = 2,
+    shared: Sequence[torch.Tensor] = (),
 ) -> VramMeasurement:
     """Return the peak inference VRAM (eval, no_grad) of ``model`` at ``input_shape`` on CUDA.
 
     Warmed up at the exact shape first, so a ``cudnn.benchmark`` algorithm search (which tries
-    large workspaces) does not count. Moves ``model`` to the device and leaves it there.
+    large workspaces) does not count; measured through ``trainers.vram_probe`` like training.
+    Moves ``model`` to the device and leaves it there.
 
     Raises:
         CostError: no CUDA device.
     """
     dev = _require_cuda(device)
-    outside_b = int(torch.cuda.memory_allocated(dev)) - _bytes_on(
-        dev, [*model.parameters(), *model.buffers()]
-    )
     model.to(dev).eval()
     x = torch.randn(input_shape, device=dev)
     with torch.no_grad():
         for _ in range(warmup):
             model(x)
-        base_b = _reset_peak(dev)
+        window = vram_probe.start(dev, shared)
         for _ in range(repeats):
             model(x)
-    return _peak_measurement(dev, outside_b, base_b, input_shape[0], repeats)
+    return _measurement(vram_probe.finish(window), input_shape[0], repeats)
 
 
-def _peak_measurement(
-    dev: torch.device, outside_b: int, base_b: int, batch_size: int, steps: int
-) -> VramMeasurement:
-    """Return the allocator's peak since the last reset, above ``outside_b`` and ``base_b``."""
-    torch.cuda.synchronize(dev)
-    peak_b = int(torch.cuda.max_memory_allocated(dev))
+def _measurement(peaks: vram_probe.VramPeaks, batch_size: int, steps: int) -> VramMeasurement:
+    """Return the ``VramMeasurement`` of a probe window's ``VramPeaks``."""
     return VramMeasurement(
-        vram_mb=(peak_b - outside_b) / MIB,
-        above_base_mb=(peak_b - base_b) / MIB,
-        reserved_mb=int(torch.cuda.max_memory_reserved(dev)) / MIB,
+        vram_mb=peaks.train_vram_mb,
+        above_base_mb=peaks.above_state_mb,
+        reserved_mb=peaks.train_reserved_mb,
         batch_size=batch_size,
         steps=steps,
-        cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
-        device_name=torch.cuda.get_device_name(dev),
+        cudnn_benchmark=peaks.cudnn_benchmark,
+        device_name=peaks.device_name,
     )
 
 
@@ -439,7 +421,11 @@ def design_key(
 
 
 # the two parts of a cache entry (each filled on its own)
-_TRAIN_VRAM_FIELDS = ("train_vram_estimate_mb", "train_vram_estimate_method")
+_TRAIN_VRAM_FIELDS = (
+    "train_vram_estimate_mb",
+    "train_reserved_estimate_mb",
+    "train_vram_estimate_method",
+)
 _MODEL_FIELDS = ("params", "gflops", "infer_vram_estimate_mb")
 STATIC_COST_FIELDS = _MODEL_FIELDS[:2] + _TRAIN_VRAM_FIELDS + _MODEL_FIELDS[2:]
 
@@ -509,7 +495,8 @@ def train_vram_estimate(
     task: Task = "single_label",
     cache: StaticCostCache | None = None,
 ) -> dict[str, Any]:
-    """Return ``train_vram_estimate_mb`` and ``_method`` of a design, estimated once per cache.
+    """Return ``train_vram_estimate_mb``, ``train_reserved_estimate_mb`` and
+    ``train_vram_estimate_method`` of a design, estimated once per cache.
 
     The float32 estimate of ``estimate_train_vram`` (an upper bound under AMP).
 
@@ -527,6 +514,11 @@ def train_vram_estimate(
     )
     values = {
         "train_vram_estimate_mb": float(estimate.train_vram_mb),
+        "train_reserved_estimate_mb": float(
+            estimate.train_reserved_mb
+            if estimate.train_reserved_mb is not None
+            else estimate.train_vram_mb
+        ),
         "train_vram_estimate_method": estimate.method,
     }
     store.update(key, values)
@@ -534,14 +526,23 @@ def train_vram_estimate(
 
 
 def seed_train_vram_estimate(
-    key: DesignKey, mb: float, method: str, cache: StaticCostCache | None = None
+    key: DesignKey,
+    mb: float,
+    method: str,
+    cache: StaticCostCache | None = None,
+    reserved_mb: float | None = None,
 ) -> None:
-    """Store a training-VRAM estimate made elsewhere (the driver) for ``key``; keep any entry."""
+    """Store a training-VRAM estimate made elsewhere (the driver) for ``key``; keep any entry.
+
+    Without ``reserved_mb`` the entry is incomplete and the next ``train_vram_estimate``
+    estimates again.
+    """
     store = STATIC_COST_CACHE if cache is None else cache
     if key not in store:
-        store.update(
-            key, {"train_vram_estimate_mb": float(mb), "train_vram_estimate_method": str(method)}
-        )
+        values = {"train_vram_estimate_mb": float(mb), "train_vram_estimate_method": str(method)}
+        if reserved_mb is not None:
+            values["train_reserved_estimate_mb"] = float(reserved_mb)
+        store.update(key, values)
 
 
 def static_costs(
@@ -581,6 +582,99 @@ def static_costs(
     return {f: values[f] for f in STATIC_COST_FIELDS}
 
 
+# -- does it fit? -----------------------------------------------------------------------------
+
+
+class DesignTooLarge(CostError):
+    """A design needs more memory than the machine (or the trial's GPU share) has."""
+
+
+def memory_available(
+    device: str | torch.device = "cpu", gpu_share: float | None = None
+) -> tuple[int, str]:
+    """Return the bytes a design may use on ``device`` and where the figure comes from.
+
+    CPU: ``MemAvailable`` of /proc/meminfo (else free pages). CUDA: the device's free memory
+    (``torch.cuda.mem_get_info``), at most ``gpu_share`` of its total when a share is given.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info(dev)
+        if gpu_share is not None and 0 < gpu_share < 1:
+            return min(int(free), int(total * gpu_share)), f"{gpu_share:g} of GPU {dev}"
+        return int(free), f"free memory of GPU {dev}"
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "RAM available (MemAvailable)"
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(pages), "free RAM"
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB"
+
+
+def refuse_too_large(
+    spec: ArchSpec,
+    n_mels: int,
+    n_frames: int,
+    n_classes: int,
+    batch_size: int,
+    optimizer: Optimizer = "adamw",
+    task: Task = "single_label",
+    device: str | torch.device = "cpu",
+    train: bool = True,
+    gpu_share: float | None = None,
+    available: tuple[int, str] | None = None,
+) -> None:
+    """Raise ``DesignTooLarge`` if ``spec`` cannot fit; allocates nothing of the design.
+
+    The model is built on the meta device to count its parameters and their bytes; the need is
+    the training estimate (``estimate_train_vram``: weights, gradients, optimizer state and one
+    batch's activations) when ``train`` is true or the design is measured on CUDA, else the
+    weights plus a batch-1 forward (``estimate_infer_vram``). ``available`` overrides
+    ``memory_available(device, gpu_share)`` (tests).
+
+    Raises:
+        DesignTooLarge: the need exceeds the memory available, with both figures.
+        SpecError: the spec does not fit the input.
+    """
+    with torch.device("meta"):
+        model = build_model(spec, n_mels, n_frames, n_classes)
+    n_params = sum(p.numel() for p in model.parameters())
+    weight_bytes = sum(
+        t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())
+    )
+    del model
+    free, where = available if available is not None else memory_available(device, gpu_share)
+    if weight_bytes > free:  # decided without tracing the (huge) activations
+        need, what = weight_bytes, "its weights alone need"
+    else:
+        if train or torch.device(device).type == "cuda":
+            est = train_vram_estimate(
+                spec, n_mels, n_frames, n_classes, batch_size, optimizer, task
+            )
+            need = int(est["train_vram_estimate_mb"] * MIB)
+            what = f"training needs about (estimated, batch {batch_size}, {optimizer})"
+        else:
+            need = int(estimate_infer_vram(spec, n_mels, n_frames, n_classes) * MIB)
+            what = "its weights and a batch-1 forward need about"
+        if need <= free:
+            return
+    raise DesignTooLarge(
+        f"design {spec.name or 'spec'!r} is too large for this machine: {n_params:,} parameters "
+        f"({_gib(weight_bytes)} of weights); {what} {_gib(need)} ({need:,} bytes) but "
+        f"{where} is {_gib(free)}; refused before allocating it: use fewer channels or layers"
+        + (" or a smaller batch" if need > weight_bytes and train else "")
+    )
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -588,15 +682,16 @@ def static_costs(
 class CostReport:
     """Every cost of one spec at one input: params, GFLOPs, VRAM (measured or estimated), latency.
 
-    ``train_vram_mb``, ``infer_vram_mb`` (batch 1) and ``infer_vram_batch_mb`` (inference at
-    the training batch size) are MiB; ``vram_source`` is ``measured``
-    (CUDA) or ``estimated`` (``trainers.cost_vram``); ``latency_ms`` is the batch-1 forward
-    median on ``device`` (None when not measured).
+    ``train_vram_mb`` and ``train_reserved_mb`` (docs/vram.md), ``infer_vram_mb`` (batch 1)
+    and ``infer_vram_batch_mb`` (inference at the training batch size) are MiB;
+    ``vram_source`` is ``measured`` (CUDA) or ``estimated`` (``trainers.cost_vram``);
+    ``latency_ms`` is the batch-1 forward median on ``device`` (None when not measured).
     """
 
     params: int
     gflops: float
     train_vram_mb: float
+    train_reserved_mb: float | None
     infer_vram_mb: float
     infer_vram_batch_mb: float
     vram_source: str
@@ -636,8 +731,12 @@ def cost_report(
 
     Raises:
         SpecError: the spec does not fit the input.
+        DesignTooLarge: the design needs more memory than the machine has (nothing built).
         CostError: bad batch size/optimizer/task, or a CUDA device without CUDA.
     """
+    refuse_too_large(  # before the model is built: a huge design is one error, not a crash
+        spec, n_mels, n_frames, n_classes, batch_size, optimizer, task, device, train=False
+    )
     model = build_model(spec, n_mels, n_frames, n_classes)
     params = count_params(model)
     flops = count_flops(model, n_mels, n_frames)
@@ -656,11 +755,13 @@ def cost_report(
         infer = measure_infer_vram(model, (1, 1, n_mels, n_frames), device=dev)
         infer_batch = measure_infer_vram(model, (batch_size, 1, n_mels, n_frames), device=dev)
         train_mb, infer_mb, source = train.vram_mb, infer.vram_mb, "measured"
+        reserved_mb: float | None = train.reserved_mb
         infer_batch_mb = infer_batch.vram_mb
         breakdown: dict[str, float] = {}
         method = (
-            f"CUDA {train.device_name}: max_memory_allocated over {train.steps} steps after "
-            f"warm-up, cudnn.benchmark={train.cudnn_benchmark}"
+            f"CUDA {train.device_name}: trainers.vram_probe, max_memory_allocated and "
+            f"max_memory_reserved over {train.steps} steps after warm-up, "
+            f"cudnn.benchmark={train.cudnn_benchmark}"
         )
         extra = {
             "train": dataclasses.asdict(train),
@@ -672,6 +773,7 @@ def cost_report(
             spec, n_mels, n_frames, n_classes, batch_size, optimizer, task=task
         )
         train_mb, source = estimate.train_vram_mb, "estimated"
+        reserved_mb = estimate.train_reserved_mb
         infer_mb = estimate_infer_vram(spec, n_mels, n_frames, n_classes)
         infer_batch_mb = estimate_infer_vram(spec, n_mels, n_frames, n_classes, batch_size)
         breakdown, method = estimate.breakdown, estimate.method
@@ -685,6 +787,7 @@ def cost_report(
         params=params,
         gflops=flops.gflops,
         train_vram_mb=train_mb,
+        train_reserved_mb=reserved_mb,
         infer_vram_mb=infer_mb,
         infer_vram_batch_mb=infer_batch_mb,
         vram_source=source,

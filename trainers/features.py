@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -32,11 +33,20 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from trainers.audio import CropPolicy, chunk_starts, crop_start, fix_length, resample, to_mono
+from search_spaces.errors import FsnasWarning
+from trainers.audio import (
+    CropPolicy,
+    chunk_starts,
+    crop_start,
+    fix_length,
+    pitch_shift,
+    resample,
+    to_mono,
+)
 from trainers.errors import AudioDecodeError, BadAudioError, CacheError, DataError
-from trainers.featureset import FeatureConfig, FeatureSet, Split
+from trainers.featureset import MAX_CLIP_SECONDS, FeatureConfig, FeatureSet, Split
 from trainers.sources import SPLIT_NAMES, Clip, Source, open_source
-from trainers.splits import assign_splits
+from trainers.splits import assign_splits, check_classes
 
 if TYPE_CHECKING:
     import torch
@@ -212,9 +222,16 @@ def chunk_frames(features: np.ndarray, n_frames: int, n_chunks: int) -> np.ndarr
 
 
 def cache_key(
-    source: Source, splits: Sequence[str], cfg: FeatureConfig, on_bad_audio: OnBadAudio
+    source: Source,
+    splits: Sequence[str],
+    cfg: FeatureConfig,
+    on_bad_audio: OnBadAudio,
+    pitch_shift_semitones: float = 0.0,
 ) -> str:
-    """Return the content hash naming the cache entry of these inputs (24 hex digits)."""
+    """Return the content hash naming the cache entry of these inputs (24 hex digits).
+
+    A pitch shift is part of the key only when it is not 0, so unshifted entries keep theirs.
+    """
     material = {
         "format": CACHE_FORMAT_VERSION,
         "kind": source.kind,
@@ -230,6 +247,8 @@ def cache_key(
         from trainers.synthetic import GENERATOR_VERSION
 
         material["generator"] = GENERATOR_VERSION
+    if pitch_shift_semitones:
+        material["pitch_shift_semitones"] = float(pitch_shift_semitones)
     blob = json.dumps(material, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
@@ -339,8 +358,12 @@ def _build_entry(
     batch_mb: float,
     split_ratios: Sequence[float],
     seed: int,
+    pitch_shift_semitones: float = 0.0,
 ) -> None:
     """Decode, featurise and write every clip of ``source`` into ``workdir`` (streaming).
+
+    With ``pitch_shift_semitones`` each clip is pitch-shifted after resampling and crop/pad
+    (``trainers.audio.pitch_shift``), before the log-mel.
 
     Raises:
         BadAudioError: some files are bad and ``on_bad_audio`` is ``"fail"``.
@@ -388,7 +411,12 @@ def _build_entry(
                 stopped_early = batch is not batches_list[-1]
                 break
             if waves:
-                features = log_mel(torch.stack(waves), cfg, device)
+                batch_waves = torch.stack(waves)
+                if pitch_shift_semitones:
+                    batch_waves = pitch_shift(
+                        batch_waves, cfg.sample_rate_hz, pitch_shift_semitones
+                    )
+                features = log_mel(batch_waves, cfg, device)
                 out.write(np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32).data)
     if bad and on_bad_audio == "fail":
         raise BadAudioError(bad, n_total, complete=not stopped_early)
@@ -424,6 +452,7 @@ def _build_entry(
         "labels": source.labels,
         "feature_config": cfg.to_dict(),
         "on_bad_audio": on_bad_audio,
+        "pitch_shift_semitones": float(pitch_shift_semitones),
         "split_note": source.official_split or "seeded stratified split",
         "split_counts": {name: kept_splits.count(name) for name in SPLIT_NAMES},
         "paths": [source.clips[i].path for i in kept],
@@ -478,6 +507,8 @@ def load_features(
     device: str | None = None,
     progress: bool = False,
     batch_mb: float = 64.0,
+    trainable: bool = True,
+    pitch_shift_semitones: float = 0.0,
 ) -> FeatureSet:
     """Return the featurised train/valid/test splits of ``data``, from the cache when it holds them.
 
@@ -494,18 +525,33 @@ def load_features(
         device: where log-mels are computed (default: CUDA when available).
         progress: show a progress bar while building.
         batch_mb: memory budget of one featurisation batch.
+        trainable: refuse, before any feature is computed, data that training cannot use:
+            fewer than 2 classes or a class of fewer than 2 clips
+            (``trainers.splits.check_classes``); ``fsnas data inspect`` passes False.
+        pitch_shift_semitones: shift every clip's pitch by this many semitones before the
+            log-mel (``trainers.audio.pitch_shift``; robustness evaluation); each shift is its
+            own cache entry.
 
     Raises:
-        DataError: the source is malformed; BadAudioError (a DataError) for bad files under
-            ``"fail"``.
+        DataError: the source is malformed (a file listed twice, a class without training
+            clips, with ``trainable`` too few classes or clips); BadAudioError (a DataError)
+            for bad files under ``"fail"``.
     """
     started = time.perf_counter()
     if on_bad_audio not in ("fail", "skip"):
         raise DataError(f"on_bad_audio must be 'fail' or 'skip', got {on_bad_audio!r}")
     source = open_source(data, label_regex=label_regex)
     cfg = feature_config or default_feature_config(source.kind)
+    if not cfg.clip_seconds <= MAX_CLIP_SECONDS:
+        raise DataError(
+            f"feature config: clip_seconds {cfg.clip_seconds:g} s > the limit of "
+            f"{MAX_CLIP_SECONDS:g} s (every clip is padded or cut to it); set "
+            "data.features.clip_seconds near your clips' duration"
+        )
+    if trainable:
+        check_classes(source)
     splits = assign_splits(source, split_ratios, seed)
-    key = cache_key(source, splits, cfg, on_bad_audio)
+    key = cache_key(source, splits, cfg, on_bad_audio, pitch_shift_semitones)
     root = Path(cache_dir)
     entry = root / key
     if entry.is_dir():
@@ -513,6 +559,7 @@ def load_features(
             features = _open_entry(entry, key, source.name)
             features.from_cache = True
             features.seconds = time.perf_counter() - started
+            _warn_if_mostly_padding(features)
             return features
         except CacheError:
             shutil.rmtree(entry, ignore_errors=True)  # corrupt or partial: rebuild below
@@ -530,6 +577,7 @@ def load_features(
             batch_mb,
             split_ratios,
             seed,
+            pitch_shift_semitones,
         )
     except OSError as exc:
         # a full disk, a quota or a read-only folder: the partial entry is already removed
@@ -540,7 +588,30 @@ def load_features(
         ) from exc
     features = _open_entry(entry, key, source.name)
     features.seconds = time.perf_counter() - started
+    _warn_if_mostly_padding(features)
     return features
+
+
+# a clip shorter than clip_seconds / this is mostly padding
+_PADDING_WARN_RATIO = 4.0
+
+
+def _warn_if_mostly_padding(features: FeatureSet) -> None:
+    """Warn when the typical clip is far shorter than ``clip_seconds`` (mostly zero padding)."""
+    durations = features.durations_s
+    if durations is None or len(durations) == 0:
+        return
+    median_s = float(np.median(durations))
+    clip_s = features.feature_config.clip_seconds
+    if median_s > 0 and clip_s > _PADDING_WARN_RATIO * median_s:
+        padding = 100.0 * (1.0 - median_s / clip_s)
+        warnings.warn(
+            f"{features.source}: clip_seconds is {clip_s:g} s but the median clip lasts "
+            f"{median_s:.2f} s, so the typical input is {padding:.0f} % zero padding; set "
+            "data.features.clip_seconds near the clips' duration",
+            FsnasWarning,
+            stacklevel=3,
+        )
 
 
 def _build_into(
@@ -556,6 +627,7 @@ def _build_into(
     batch_mb: float,
     split_ratios: Sequence[float],
     seed: int,
+    pitch_shift_semitones: float = 0.0,
 ) -> None:
     """Build the entry in a temporary folder of ``root`` and rename it to ``entry`` when done.
 
@@ -580,6 +652,7 @@ def _build_into(
             batch_mb,
             split_ratios,
             seed,
+            pitch_shift_semitones,
         )
         try:
             workdir.rename(entry)

@@ -16,6 +16,11 @@ Task = Literal["single_label", "multi_label"]
 TASKS: tuple[Task, ...] = get_args(Task)  # the one list of task names
 
 
+MAX_CLIP_SECONDS = 600.0
+"""The longest clip a FeatureConfig may ask for: every clip is padded or cut to ``clip_seconds``,
+so an hour would turn each half-second clip into 92 MB of mostly silent features."""
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """How audio becomes the model input: resample, fix the length, log-mel."""
@@ -90,6 +95,9 @@ class FeatureSet:
     split_note: str = ""
     from_cache: bool = False
     seconds: float = 0.0
+    # the valid split pitch-shifted by each semitone count (data.pitch_shifts): fit reports the
+    # metric on each and val_pitch_robustness, their mean (trainers.train.pitch_robustness)
+    valid_shifted: dict[float, Split] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:

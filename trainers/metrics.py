@@ -28,6 +28,16 @@ METRIC_NAMES: Final[dict[Task, tuple[str, ...]]] = {
 }
 """The metrics ``fit`` reports for each task (higher is better for all of them)."""
 
+PITCH_ROBUSTNESS_METRIC: Final = "val_pitch_robustness"
+"""The primary metric averaged over the study's pitch-shifted valid splits (data.pitch_shifts)."""
+
+
+def pitch_shift_metric_key(semitones: float, metric: str) -> str:
+    """Return the name of ``metric`` on the valid split shifted by ``semitones``:
+    ``val_pitch_m2_accuracy`` for -2, ``val_pitch_p2_accuracy`` for +2 (MLflow keys have no +)."""
+    sign = "m" if semitones < 0 else "p"
+    return f"val_pitch_{sign}{abs(semitones):g}_{metric}"
+
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Return the fraction of samples whose predicted class index equals the target."""

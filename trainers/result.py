@@ -16,6 +16,9 @@ TrialStatus = Literal[
     "failed",  # anything else (crashed worker, ...), with the reason
 ]
 VramSource = Literal["measured", "estimated"]
+# TrialResult.extra key: why fit could not write the checkpoint it was asked for (the path and
+# the system's reason, e.g. a full disk); the result itself is complete and kept
+CHECKPOINT_ERROR_KEY = "checkpoint_error"
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class TrialResult:
     history: list[dict[str, float]] = field(default_factory=list)
     params: int | None = None
     gflops: float | None = None  # forward GFLOPs per clip (fvcore, multiply-adds)
-    train_vram_mb: float | None = None
+    train_vram_mb: float | None = None  # MiB; docs/vram.md
+    train_reserved_mb: float | None = None  # MiB; peak reserved, docs/vram.md
     infer_vram_mb: float | None = None
     vram_source: VramSource = "estimated"
     latency_ms: float | None = None  # batch-1 forward on the trial's device
@@ -90,6 +94,7 @@ class TrialResult:
             "params": self.params,
             "gflops": self.gflops,
             "train_vram_mb": self.train_vram_mb,
+            "train_reserved_mb": self.train_reserved_mb,
             "infer_vram_mb": self.infer_vram_mb,
             "latency_ms": self.latency_ms,
             "vram_source": self.vram_source,

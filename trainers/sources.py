@@ -6,7 +6,10 @@ Kinds (loaders never download; they read what is on disk):
 - ``folder:DIR`` — one sub-folder per class
 - ``csv:FILE`` — manifest with a header ``path,label[,split][,group]``; paths relative to the
   file and inside its folder (absolute or ``..`` paths need the option
-  ``allow_outside_root=true``); multi-label rows write ``a;b``
+  ``allow_outside_root=true``); multi-label rows write ``a;b``. Each file appears once: a
+  repeated row is refused (a repeat can land in train and test), unless the option
+  ``dedupe=true`` drops exact repeats with a warning; a file under two labels or in two splits
+  is always refused
 - ``pattern:DIR`` with ``label_regex`` — label from the file's path relative to DIR (named group
   ``label`` or the first group; an optional named group ``group`` keeps e.g. speakers together)
 - ``fsdd:DIR`` — Free Spoken Digit Dataset ``recordings/`` (official: index 0-4 is test)
@@ -25,6 +28,7 @@ import csv
 import json
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from search_spaces.errors import FsnasWarning, excerpt
 from trainers.audio import AUDIO_EXTENSIONS, read_audio
 from trainers.errors import DataError
 from trainers.featureset import Task
@@ -180,11 +185,20 @@ def open_source(data: str | Mapping[str, Any], label_regex: str | None = None) -
     path = Path(spec.pop("path")).expanduser().resolve() if spec.get("path") else None
     if path is not None and not path.exists():
         raise DataError(f"{kind}:{path}: path does not exist")
+    if path is not None and kind not in _FILE_KINDS and not path.is_dir():
+        raise DataError(
+            f"{kind}:{path}: expected a folder, got a file"
+            + (" (for a CSV manifest use csv:FILE)" if path.suffix.lower() == ".csv" else "")
+        )
     loader = _LOADERS[kind]
     source = loader(path, spec)
     if not source.clips:
         raise DataError(f"{source.name}: no audio clips found")
     return source
+
+
+# kinds whose PATH is a file (every other kind reads a folder)
+_FILE_KINDS = frozenset({"csv"})
 
 
 def _single_or_multi(clips: list[Clip], kind: str, root: Path | None, **kw: Any) -> Source:
@@ -276,8 +290,11 @@ def _load_csv(root: Path | None, options: dict[str, Any]) -> Source:
     _require_columns(rows, ("path", "label"), root)
     has_split = "split" in rows[0]
     allow_outside = _bool_option(options, "allow_outside_root", "csv")
+    dedupe = _bool_option(options, "dedupe", "csv")
     base = root.parent
     clips: list[Clip] = []
+    lines: list[int] = []  # the manifest line of each clip
+    raw_paths: list[str] = []
     bad_splits: list[str] = []
     outside: list[str] = []
     missing: list[str] = []
@@ -312,6 +329,8 @@ def _load_csv(root: Path | None, options: dict[str, Any]) -> Source:
                 group=(row.get("group") or "").strip() or None,
             )
         )
+        lines.append(line)
+        raw_paths.append(raw_path)
     if outside:
         raise DataError(
             f"{root}: {len(outside)} path(s) outside the manifest's folder {base} (absolute or "
@@ -328,6 +347,7 @@ def _load_csv(root: Path | None, options: dict[str, Any]) -> Source:
             + ", ".join(missing[:MAX_LISTED])
             + (f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else "")
         )
+    clips = _refuse_repeats(root, clips, lines, raw_paths, dedupe)
     carve = has_split and not any(c.split == "valid" for c in clips)
     return _single_or_multi(
         clips,
@@ -336,6 +356,67 @@ def _load_csv(root: Path | None, options: dict[str, Any]) -> Source:
         official_split="manifest column 'split'" if has_split else "",
         carve_valid=carve,
     )
+
+
+def _refuse_repeats(
+    root: Path, clips: list[Clip], lines: list[int], raw_paths: list[str], dedupe: bool
+) -> list[Clip]:
+    """Return ``clips`` when every file appears once (or, with ``dedupe``, exact repeats dropped).
+
+    A file is the same file whatever the spelling of its path (``a.wav``, ``./a.wav``, a
+    symlink): rows are compared by the file's real path.
+
+    Raises:
+        DataError: a file under two label sets or in two splits (always), or listed more than
+            once (unless ``dedupe``); names each file and its lines.
+    """
+    rows_of: dict[str, list[int]] = {}
+    for i, clip in enumerate(clips):
+        rows_of.setdefault(os.path.realpath(clip.path), []).append(i)
+    repeated = [rows for rows in rows_of.values() if len(rows) > 1]
+    if not repeated:
+        return clips
+
+    def where(i: int) -> str:
+        split = f"/{clips[i].split}" if clips[i].split else ""
+        return f"line {lines[i]}: {';'.join(clips[i].labels)}{split}"
+
+    def listing(groups: list[list[int]], show: Any) -> str:
+        shown = "; ".join(
+            f"{excerpt(raw_paths[rows[0]], 60)} ({show(rows)})" for rows in groups[:MAX_LISTED]
+        )
+        more = f"; and {len(groups) - MAX_LISTED} more" if len(groups) > MAX_LISTED else ""
+        return shown + more
+
+    conflicting = [
+        rows
+        for rows in repeated
+        if len({(frozenset(clips[i].labels), clips[i].split) for i in rows}) > 1
+    ]
+    if conflicting:
+        raise DataError(
+            f"{root}: {len(conflicting)} file(s) listed with different labels or splits: "
+            + listing(conflicting, lambda rows: ", ".join(where(i) for i in rows))
+            + ". A clip has one label set (multi-label: write 'a;b' in one row) and one split "
+            "(a file in two splits leaks training data into the evaluation); fix these rows"
+        )
+    extra = sum(len(rows) - 1 for rows in repeated)
+    shown = listing(repeated, lambda rows: "lines " + ", ".join(str(lines[i]) for i in rows))
+    if not dedupe:
+        raise DataError(
+            f"{root}: {len(repeated)} file(s) listed more than once ({extra} repeated row(s)): "
+            f"{shown}. A repeat can land in train and in test, which leaks training data into "
+            "the evaluation; remove the repeated rows (in Python, open_source({'kind': 'csv', "
+            "'path': ..., 'dedupe': True}) keeps the first row of each file instead)"
+        )
+    drop = {i for rows in repeated for i in rows[1:]}
+    warnings.warn(
+        f"{root}: dedupe: dropped {extra} repeated row(s) of {len(repeated)} file(s), keeping "
+        f"the first row of each: {shown}",
+        FsnasWarning,
+        stacklevel=4,
+    )
+    return [clip for i, clip in enumerate(clips) if i not in drop]
 
 
 def _load_pattern(root: Path | None, options: dict[str, Any]) -> Source:

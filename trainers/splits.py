@@ -13,8 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from search_spaces.errors import excerpt
 from trainers.errors import DataError
 from trainers.sources import SPLIT_NAMES, Clip, Source
+
+MIN_CLASSES = 2
+"""A model of one class scores 1.0 without learning anything."""
+MIN_CLIPS_PER_CLASS = 2
+"""Clips of each class over all splits: one to train on, one to evaluate (and at least one of
+them in train, ``check_every_class_trains``)."""
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
@@ -99,6 +106,7 @@ def assign_splits(
     ``ratios``, seeded and stratified.
     """
     shares = check_ratios(ratios)
+    check_unique_clips(source)
     if not source.official_split:
         splits = stratified_split(source.clips, shares, seed)
         check_every_class_trains(source, splits)
@@ -113,6 +121,54 @@ def assign_splits(
             splits[i] = split
     check_every_class_trains(source, splits)
     return splits
+
+
+def check_classes(source: Source) -> None:
+    """Return when ``source`` has at least ``MIN_CLASSES`` classes of ``MIN_CLIPS_PER_CLASS``
+    clips or more each: what training needs (``load_features`` checks it unless told not to).
+
+    Raises:
+        DataError: naming the single class, or the classes with too few clips and their
+            counts.
+    """
+    counts = Counter(label for clip in source.clips for label in clip.labels)
+    if len(source.labels) < MIN_CLASSES:
+        only = ", ".join(f"{excerpt(lab, 40)} ({_clips(counts[lab])})" for lab in source.labels)
+        raise DataError(
+            f"{source.name}: only one class, {only}; training needs "
+            f"at least {MIN_CLASSES} (a one-class model scores 1.0 without learning anything): "
+            "add clips of another class"
+        )
+    # a class left with no clip at all (every file skipped) is check_every_class_trains's
+    few = [lab for lab in source.labels if 0 < counts[lab] < MIN_CLIPS_PER_CLASS]
+    if few:
+        listed = ", ".join(f"{excerpt(lab, 40)} ({_clips(counts[lab])})" for lab in few[:10])
+        more = f" and {len(few) - 10} more" if len(few) > 10 else ""
+        raise DataError(
+            f"{source.name}: {len(few)} class(es) with fewer than {MIN_CLIPS_PER_CLASS} clips: "
+            f"{listed}{more}; each class needs at least {MIN_CLIPS_PER_CLASS} (one to train on, "
+            "one to evaluate): add clips of these classes or remove them"
+        )
+
+
+def check_unique_clips(source: Source) -> None:
+    """Return when no file appears twice among the clips of ``source``.
+
+    Raises:
+        DataError: naming the repeated files (a repeat can land in train and in test).
+    """
+    paths = Counter(clip.path for clip in source.clips)
+    twice = [path for path, n in paths.items() if n > 1]
+    if twice:
+        listed = ", ".join(f"{excerpt(p, 60)} ({paths[p]} times)" for p in twice[:10])
+        raise DataError(
+            f"{source.name}: {len(twice)} file(s) appear more than once: {listed}; a repeated "
+            "clip can land in train and in test (training data leaks into the evaluation)"
+        )
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip" if n == 1 else f"{n} clips"
 
 
 def check_every_class_trains(source: Source, splits: Sequence[str]) -> None:

@@ -2,20 +2,22 @@
 
 One trial = build → costs → train (per-epoch validation, early stopping, report callback) →
 test with the best validation epoch's weights → measured costs → optional checkpoint. Failures
-are results, never exceptions: CUDA out-of-memory → ``oom``, NaN/inf loss → ``diverged``, a spec
+are results, never exceptions: CUDA out-of-memory → ``oom``, NaN/inf or exploding loss
+(``DIVERGENCE_FACTOR``) → ``diverged``, a design too large for the machine → ``infeasible``, a spec
 that does not build → ``invalid``, a ``StopTrial`` raised by the report callback → ``pruned``,
 anything else → ``failed``; each with a ``reason``. Whatever the outcome, the trial's model,
 optimizer and tensors are released before ``fit`` returns, so the next trial in the same process
 measures the same peak VRAM as in a fresh one.
 
 Peak training VRAM on CUDA (``vram_source="measured"``), DESIGN.md's protocol inside the real
-training: ``_VRAM_WARMUP_STEPS`` training steps at the trial's batch size select the cuDNN/cuBLAS
-algorithms; then the gradients are dropped and ``gc.collect(); synchronize(); empty_cache();
-reset_peak_memory_stats()`` runs; the peak of the rest of the first epoch's steps minus what the
-trial does not own is ``train_vram_mb`` (weights, gradients, optimizer state, one batch and
-everything a step creates). "Not owned" is the allocation at the reset minus the model's and
-optimizer's tensors: the dataset cache, other trials' tensors and the per-process cuBLAS
-workspace, which a process's first trial would otherwise count and later trials would not.
+training, measured by ``trainers.vram_probe`` (definitions in docs/vram.md): ``_VRAM_WARMUP_STEPS``
+training steps at the trial's batch size select the cuDNN/cuBLAS algorithms; then the gradients
+are dropped and ``vram_probe.start`` runs (``gc.collect(); synchronize(); empty_cache();
+reset_peak_memory_stats()``); the peaks of the rest of the first epoch's steps minus the feature
+tensors kept on the device are ``train_vram_mb`` (weights, gradients, optimizer state, one batch,
+everything a step creates and the cuBLAS workspaces the process keeps) and
+``train_reserved_mb`` (reserved, minus the features' segments); ``extra
+["train_vram_above_state_mb"]`` is the peak minus the allocation at the reset.
 ``cudnn.benchmark`` is set from the TrainConfig and recorded. On CPU the figure is the estimate
 of ``trainers.cost``.
 
@@ -47,13 +49,19 @@ from torch import nn
 from search_spaces.build import build_model
 from search_spaces.errors import FsnasError, SpecError
 from search_spaces.spec import ArchSpec
-from trainers import cost
+from trainers import cost, vram_probe
 from trainers.augment import BatchAugmenter, augmentation_enabled
 from trainers.checkpoint import CHECKPOINT_FILENAME, save_checkpoint, state_to_cpu
 from trainers.cost_vram import MIB
 from trainers.featureset import FeatureSet, Split, Task
-from trainers.metrics import METRIC_NAMES, PRIMARY_METRIC, task_metrics
-from trainers.result import TrainConfig, TrialResult
+from trainers.metrics import (
+    METRIC_NAMES,
+    PITCH_ROBUSTNESS_METRIC,
+    PRIMARY_METRIC,
+    pitch_shift_metric_key,
+    task_metrics,
+)
+from trainers.result import CHECKPOINT_ERROR_KEY, TrainConfig, TrialResult
 
 ReportFn = Callable[[dict[str, float]], None]
 
@@ -82,7 +90,37 @@ class TrainError(FsnasError):
 
 
 class _Diverged(Exception):
-    """The training or validation loss became NaN or infinite."""
+    """The training or validation loss became NaN or infinite, or exploded."""
+
+
+DIVERGENCE_FACTOR = 100.0
+"""A finite loss "far above" its reference ends the trial ``diverged``: an epoch's training loss
+more than this many times the first epoch's, or any epoch's training or validation loss more
+than this many times the loss of predicting chance (``chance_loss``: ln C for C classes,
+ln 2 for multi-label). A model that learns stays far below both (chance is where it starts)."""
+
+
+def chance_loss(task: Task, n_classes: int) -> float:
+    """Return the loss of a model that predicts chance: uniform scores (ln C), or 1/2 per label."""
+    return math.log(max(n_classes, 2)) if task == "single_label" else math.log(2.0)
+
+
+def _check_exploding(
+    name: str, loss: float, epoch: int, first_train_loss: float | None, chance: float
+) -> None:
+    """Raise ``_Diverged`` naming the loss and its reference if ``loss`` is far above it."""
+    if loss > DIVERGENCE_FACTOR * chance:
+        raise _Diverged(
+            f"{name} loss {loss:.4g} after epoch {epoch} is more than {DIVERGENCE_FACTOR:g}x "
+            f"the loss of predicting chance ({chance:.4g}): the loss exploded "
+            "(lower the learning rate)"
+        )
+    if first_train_loss is not None and epoch > 1 and loss > DIVERGENCE_FACTOR * first_train_loss:
+        raise _Diverged(
+            f"{name} loss {loss:.4g} after epoch {epoch} is more than {DIVERGENCE_FACTOR:g}x "
+            f"the first epoch's ({first_train_loss:.4g}): the loss exploded "
+            "(lower the learning rate)"
+        )
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -216,6 +254,12 @@ class _Data:
     valid: _SplitTensors
     test: _SplitTensors
     on_device: bool
+
+    def device_tensors(self) -> list[torch.Tensor]:
+        """Return the feature tensors kept on the device (shared, not the trial's)."""
+        if not self.on_device:
+            return []
+        return [t for s in (self.train, self.valid, self.test) for t in (s.x, s.y)]
 
 
 def _place_data(data: FeatureSet, dev: torch.device, reserve_bytes: float) -> _Data:
@@ -389,6 +433,25 @@ def evaluate(
     return {"loss": loss, **task_metrics(task, split.y.cpu().numpy(), logits_all)}
 
 
+def pitch_robustness(
+    model: nn.Module, data: FeatureSet, batch_size: int, dev: torch.device, amp: bool = False
+) -> dict[str, float]:
+    """Return the primary metric on each pitch-shifted valid split and their mean.
+
+    Keys: ``pitch_shift_metric_key(shift, metric)`` per shift of ``data.valid_shifted`` and
+    ``val_pitch_robustness``, the mean over those shifts (the study metric of issue 18).
+    """
+    metric = PRIMARY_METRIC[data.task]
+    out: dict[str, float] = {}
+    for semitones, split in sorted(data.valid_shifted.items()):
+        tensors = _split_tensors(split, data.task, f"valid@{semitones:+g}", data.n_classes)
+        placed = _SplitTensors(tensors.x.to(dev), tensors.y.to(dev))
+        values = evaluate(model, placed, data.task, batch_size, dev, True, amp)
+        out[pitch_shift_metric_key(semitones, metric)] = values[metric]
+    out[PITCH_ROBUSTNESS_METRIC] = float(np.mean(list(out.values())))
+    return out
+
+
 class _SimulatedMemoryLimit:
     """Forward hooks that raise torch.OutOfMemoryError past ``limit_mb`` of module outputs."""
 
@@ -412,27 +475,6 @@ class _SimulatedMemoryLimit:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
-
-
-def _trial_bytes(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    dev: torch.device,
-    batch: tuple[torch.Tensor, ...],
-) -> int:
-    """Return the allocator bytes of the model's, optimizer's and batch's tensors on ``dev``.
-
-    Each storage counts once, rounded up to the caching allocator's 512-byte blocks.
-    """
-    tensors: list[torch.Tensor] = [*model.parameters(), *model.buffers(), *batch]
-    for state in optimizer.state.values():
-        tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-    sizes: dict[int, int] = {}
-    for tensor in tensors:
-        if tensor.device == dev:
-            storage = tensor.untyped_storage()
-            sizes[storage.data_ptr()] = -(-storage.nbytes() // 512) * 512
-    return sum(sizes.values())
 
 
 @dataclass
@@ -502,6 +544,8 @@ def fit(
         _fail(result, "invalid", exc)
     except _Diverged as exc:
         _fail(result, "diverged", exc)
+    except cost.DesignTooLarge as exc:
+        _fail(result, "infeasible", exc)
     except Exception as exc:
         _fail(result, "oom" if is_out_of_memory(exc) else "failed", exc)
     finally:
@@ -536,11 +580,22 @@ def _run_trial(
     check_train_config(config)
     task: Task = data.task
     costs_started = time.perf_counter()
+    cost.refuse_too_large(  # raises DesignTooLarge before any tensor of the design exists
+        spec,
+        data.n_mels,
+        data.n_frames,
+        data.n_classes,
+        config.batch_size,
+        config.optimizer,
+        task,
+        dev,
+    )
     static = _static_costs(spec, data, config)  # raises SpecError for an invalid spec
     result.extra["static_costs_seconds"] = time.perf_counter() - costs_started
     result.params = static["params"]
     result.gflops = static["gflops"]
     result.train_vram_mb = static["train_vram_estimate_mb"]
+    result.train_reserved_mb = static["train_reserved_estimate_mb"]
     result.vram_source = "estimated"
     # costs known before training, sent with every epoch's report (an early-stopping
     # scheduler compares trials on them); never written to the history
@@ -552,6 +607,7 @@ def _run_trial(
     }
     result.extra.update(
         train_vram_estimate_mb=static["train_vram_estimate_mb"],
+        train_reserved_estimate_mb=static["train_reserved_estimate_mb"],
         train_vram_estimate_method=static["train_vram_estimate_method"],
         n_mels=data.n_mels,
         n_frames=data.n_frames,
@@ -571,9 +627,7 @@ def _run_trial(
         release_memory(dev)
     tensors = _place_data(data, dev, reserve_bytes=static["train_vram_estimate_mb"] * MIB)
     result.extra["data_on_device"] = tensors.on_device
-    if cuda:
-        torch.cuda.synchronize(dev)
-        base_reserved = torch.cuda.memory_reserved(dev)
+    shared = tensors.device_tensors() if cuda else []
 
     generator = _seed_everything(config.seed)
     model = build_model(spec, data.n_mels, data.n_frames, data.n_classes).to(dev)
@@ -593,6 +647,8 @@ def _run_trial(
         BatchAugmenter(config, task, data.n_classes) if augmentation_enabled(config) else None
     )
     best = _Best()
+    first_train_loss: float | None = None
+    chance = chance_loss(task, data.n_classes)
     epochs_without_improvement = 0
     train_started = time.perf_counter()
     stopped_by = "epochs"
@@ -609,12 +665,7 @@ def _run_trial(
                 if cuda and epoch == 1 and step == min(_VRAM_WARMUP_STEPS, steps_per_epoch - 1):
                     # warm-up done: start like the anchor (optimizer state, no gradients)
                     optimizer.zero_grad(set_to_none=True)
-                    gc.collect()
-                    torch.cuda.synchronize(dev)
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(dev)
-                    state_allocated = torch.cuda.memory_allocated(dev)
-                    not_owned = state_allocated - _trial_bytes(model, optimizer, dev, (xb, yb))
+                    window = vram_probe.start(dev, shared)
                 if simulated is not None:
                     simulated.new_step()
                 optimizer.zero_grad(set_to_none=True)
@@ -636,27 +687,27 @@ def _run_trial(
                 if (step + 1) % _FINITE_CHECK_EVERY_STEPS == 0 and not torch.isfinite(loss_sum):
                     raise _Diverged(f"training loss became non-finite in epoch {epoch}")
             if cuda and epoch == 1:
-                torch.cuda.synchronize(dev)
-                result.train_vram_mb = (torch.cuda.max_memory_allocated(dev) - not_owned) / MIB
+                peaks = vram_probe.finish(window)
+                result.train_vram_mb = peaks.train_vram_mb
+                result.train_reserved_mb = peaks.train_reserved_mb
                 result.vram_source = "measured"
-                result.extra["train_vram_above_state_mb"] = (
-                    torch.cuda.max_memory_allocated(dev) - state_allocated
-                ) / MIB
+                result.extra["train_vram_above_state_mb"] = peaks.above_state_mb
                 result.extra["vram_measured_steps"] = steps_per_epoch - min(
                     _VRAM_WARMUP_STEPS, steps_per_epoch - 1
                 )
-                result.extra["train_vram_reserved_mb"] = (
-                    torch.cuda.max_memory_reserved(dev) - base_reserved
-                ) / MIB
             train_loss = float(loss_sum.item()) / max(seen, 1)  # synchronises the device
             step_ms = (time.perf_counter() - epoch_started) / steps_per_epoch * 1e3
             if not math.isfinite(train_loss):
                 raise _Diverged(f"training loss is {train_loss} after epoch {epoch}")
+            _check_exploding("training", train_loss, epoch, first_train_loss, chance)
+            if first_train_loss is None:
+                first_train_loss = train_loss
             val = evaluate(
                 model, tensors.valid, task, config.batch_size, dev, tensors.on_device, amp
             )
             if not math.isfinite(val["loss"]):
                 raise _Diverged(f"validation loss is {val['loss']} after epoch {epoch}")
+            _check_exploding("validation", val["loss"], epoch, None, chance)
             row: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
             row.update({f"val_{k}": v for k, v in val.items()})
             row["lr"] = lr_now
@@ -704,6 +755,8 @@ def _run_trial(
     result.metrics.update({f"test_{k}": v for k, v in test.items()})
     result.metrics.pop("test_loss", None)
     result.extra["test_loss"] = test["loss"]
+    if data.valid_shifted:
+        result.metrics.update(pitch_robustness(model, data, config.batch_size, dev, amp))
 
     del optimizer, scheduler, scaler
     model.eval()
@@ -726,4 +779,9 @@ def _run_trial(
             "best_epoch": best.epoch,
             "feature_config": data.feature_config.to_dict(),
         }
-        result.checkpoint = str(save_checkpoint(path, best.state, metadata))
+        try:
+            result.checkpoint = str(save_checkpoint(path, best.state, metadata))
+        except OSError as exc:  # a full or read-only disk costs the file, not the result
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)  # a half-written file must not be trusted
+            result.extra[CHECKPOINT_ERROR_KEY] = f"cannot write {path} ({exc.strerror or exc})"

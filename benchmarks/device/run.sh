@@ -8,15 +8,20 @@
 #   fsdd     benchmarks/search_fsdd.py -> $OUT/search_fsdd.json (+ $OUT/fsdd_studies.db, and
 #            $OUT/ray_logs_fsdd.tar.xz when it failed otherwise than "no design met the goal")
 #   bench    benchmarks/gpu_bench.py   -> $OUT/gpu_bench.json
-#   all      install check fsdd bench
+#   throughput benchmarks/gpu_throughput.py -> $OUT/gpu_throughput.json (FSDD searches,
+#            --gpus-per-trial auto vs 1: trials/hour and sampled GPU utilisation)
+#   all      install check fsdd bench (not throughput: all is already over one call's 10 minutes)
 # Stages run in the order given; a failed or timed-out stage does not stop the next ones (a
 # stage other than install needs install's work, done now or earlier on the same machine).
 # Everything printed also goes to $OUT/run.log. Exit status: 0 when every stage gave 0, else 1
 # (search_fsdd.py exits 1 when it ran but found no design that meets its goal).
 #
-# Env (seconds; defaults fit `install check fsdd` in 9 minutes and `bench` in 8):
+# Env (seconds; defaults fit `install check fsdd` in 9 minutes, `bench` in 8 and
+# `install throughput` in 8):
 #   INSTALL_TIMEOUT_S=60  CHECK_TIMEOUT_S=240  FSDD_TIMEOUT_S=240  BENCH_TIMEOUT_S=480
-#   CHECK_ARGS  FSDD_ARGS  BENCH_ARGS   extra flags for each script, e.g. FSDD_ARGS="--trials 10"
+#   THROUGHPUT_TIMEOUT_S=420
+#   CHECK_ARGS  FSDD_ARGS  BENCH_ARGS  THROUGHPUT_ARGS   extra flags for each script, e.g.
+#   FSDD_ARGS="--trials 10", THROUGHPUT_ARGS="--trials 24 --search-budget-s 90"
 #   OUT (default /tmp/devkit_out), DEVKIT_SITE=/tmp/site, DEVKIT_FSDD=/tmp/fsdd, PYTHON=python3,
 #   DEVKIT_UNTAR=python (unpack with Python's tarfile even where xz exists)
 set -uo pipefail
@@ -31,9 +36,11 @@ INSTALL_TIMEOUT_S="${INSTALL_TIMEOUT_S:-60}"
 CHECK_TIMEOUT_S="${CHECK_TIMEOUT_S:-240}"
 FSDD_TIMEOUT_S="${FSDD_TIMEOUT_S:-240}"
 BENCH_TIMEOUT_S="${BENCH_TIMEOUT_S:-480}"
+THROUGHPUT_TIMEOUT_S="${THROUGHPUT_TIMEOUT_S:-420}"
 CHECK_ARGS="${CHECK_ARGS:-}"
 FSDD_ARGS="${FSDD_ARGS:-}"
 BENCH_ARGS="${BENCH_ARGS:-}"
+THROUGHPUT_ARGS="${THROUGHPUT_ARGS:-}"
 mkdir -p "$OUT"
 LOG="$OUT/run.log"
 export PYTHONUNBUFFERED=1
@@ -131,8 +138,8 @@ STAGES=()
 for s in "$@"; do
     case "$s" in
         all) STAGES+=(install check fsdd bench) ;;
-        install | check | fsdd | bench) STAGES+=("$s") ;;
-        *) echo "run.sh: unknown stage $s (install check fsdd bench all)" >&2; exit 2 ;;
+        install | check | fsdd | bench | throughput) STAGES+=("$s") ;;
+        *) echo "run.sh: unknown stage $s (install check fsdd bench throughput all)" >&2; exit 2 ;;
     esac
 done
 log "stages: ${STAGES[*]}; OUT=$OUT; repo $REPO; $(nvidia-smi -L 2>/dev/null | head -1 || echo 'no nvidia-smi')"
@@ -166,6 +173,14 @@ for s in "${STAGES[@]}"; do
             # shellcheck disable=SC2086
             run_stage bench "$BENCH_TIMEOUT_S" "$PY" benchmarks/gpu_bench.py \
                 --data "fsdd:$FSDD/recordings" --out-dir "$OUT" $BENCH_ARGS
+            ray_cleanup
+            ;;
+        throughput)
+            # two searches of --search-budget-s (150 s) at most each; the JSON is written after
+            # each, so a stage stopped at its cap keeps the first search's figures
+            # shellcheck disable=SC2086
+            run_stage throughput "$THROUGHPUT_TIMEOUT_S" "$PY" benchmarks/gpu_throughput.py \
+                --data "fsdd:$FSDD/recordings" --out-dir "$OUT" $THROUGHPUT_ARGS
             ray_cleanup
             ;;
     esac

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces import ArchSpec, trace
 from search_spaces.errors import SpecError
+from search_spaces.spec import MAX_SPEC_JSON_CHARS
 from trainers.featureset import TASKS
 
 if TYPE_CHECKING:  # torch and fvcore are imported when a cost is computed, not at CLI start
@@ -37,7 +38,8 @@ def add_cost_arguments(parser: argparse.ArgumentParser, input_required: bool) ->
     parser.add_argument(
         "--device",
         default="cpu",
-        help="cpu (VRAM estimated) or cuda[:N] (VRAM measured); latency runs here (cpu)",
+        help="cpu (VRAM estimated) or cuda[:N] (VRAM measured by trainers.vram_probe); "
+        "latency runs here (cpu)",
     )
     parser.add_argument(
         "--latency-repeats",
@@ -55,11 +57,23 @@ def read_spec(path: str) -> ArchSpec:
         SpecError: the file is missing/unreadable or is not a valid spec (message names it).
     """
     try:
+        size = Path(path).stat().st_size
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec file ({exc.strerror or exc})") from None
+    if size > 4 * MAX_SPEC_JSON_CHARS:  # checked again in characters once read
+        raise SpecError(
+            f"{path}: {size:,} bytes > the spec limit of {MAX_SPEC_JSON_CHARS:,} characters "
+            "(MAX_SPEC_JSON_CHARS); a spec is a few kB"
+        )
+    try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read spec file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+        raise SpecError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); save the spec "
+            "as UTF-8 JSON"
+        ) from None
     try:
         return ArchSpec.from_json(text)
     except SpecError as exc:
@@ -92,12 +106,17 @@ def report_cost(
         task=args.task,
         latency_repeats=args.latency_repeats,
     )
+    from search_spaces.receptive import receptive_field
+
+    field = receptive_field(spec, n_mels, n_frames)
     if args.json:
-        payload: dict[str, Any] = {"name": spec.name, **report.to_dict()}
+        payload: dict[str, Any] = {"name": spec.name, **report.to_dict(), **field.to_dict()}
         if source:
             payload["source"] = source
         payload["spec"] = spec.to_dict()
-        print(json.dumps(payload))
+        from dashboards.records import json_ready
+
+        print(json.dumps(json_ready(payload), allow_nan=False))
         return 0
     if source:
         print(f"source     {source}")
@@ -107,6 +126,11 @@ def report_cost(
     for layer in shapes.layers:
         print(f"  {layer.name:<16} {layer.channels:>6} × {layer.freq:>4} × {layer.time:>5}")
     print(format_report(report))
+    whole = field.whole_freq_block or "no block (only the head's frequency pooling)"
+    print(
+        f"receptive  {field.final.freq_bins} mel bins x {field.final.time_frames} frames per unit "
+        f"of the last block; the whole frequency axis is first seen by {whole}"
+    )
     return 0
 
 
@@ -117,8 +141,12 @@ def format_report(report: CostReport) -> str:
         f"params     {report.params:,}",
         f"GFLOPs     {report.gflops:.4f} per clip (fvcore: 1 flop = 1 multiply-add)",
         f"train VRAM {report.train_vram_mb:.1f} MiB {report.vram_source} "
-        f"(batch {report.batch_size}, {report.optimizer}, {report.task})",
+        f"(batch {report.batch_size}, {report.optimizer}, {report.task}; peak allocated)",
     ]
+    if report.train_reserved_mb is not None:
+        lines.append(
+            f"           {report.train_reserved_mb:.1f} MiB reserved (caching allocator peak)"
+        )
     if breakdown:
         lines.append(f"           at the peak: {breakdown} MiB")
     lines.append(
@@ -145,7 +173,8 @@ def register(subparsers: Any) -> None:
         "cost",
         help="params, FLOPs, VRAM and latency of one architecture (spec JSON)",
         description="Print what one architecture costs: params, forward GFLOPs, peak training "
-        "and inference VRAM (measured on CUDA, estimated otherwise) and latency.",
+        "and inference VRAM in MiB (measured on CUDA, estimated otherwise; allocated and "
+        "reserved peaks, see docs/vram.md) and latency.",
     )
     parser.add_argument("spec", help="ArchSpec JSON file")
     add_cost_arguments(parser, input_required=True)

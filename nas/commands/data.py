@@ -93,7 +93,13 @@ def summarise(features: FeatureSet, seconds: float) -> dict[str, Any]:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Build or validate the cache of ``--data`` and print its report (text or ``--json``)."""
+    import warnings
+
+    from search_spaces.errors import FsnasWarning
+    from trainers.errors import DataError
     from trainers.features import load_features
+    from trainers.sources import open_source
+    from trainers.splits import check_classes
 
     started = time.perf_counter()
     features = load_features(
@@ -104,10 +110,17 @@ def run_inspect(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=args.progress,
+        trainable=False,  # inspecting is fine; say below what training would refuse
     )
+    try:
+        check_classes(open_source(args.data, label_regex=args.label_regex))
+    except DataError as exc:
+        warnings.warn(f"training would refuse this data: {exc}", FsnasWarning, stacklevel=1)
     report = summarise(features, time.perf_counter() - started)
     if args.json:
-        json.dump(report, sys.stdout)
+        from dashboards.records import json_ready
+
+        json.dump(json_ready(report), sys.stdout, allow_nan=False)
         print()
         return 0
     durations = report["durations_s"]

@@ -39,11 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from nas.commands.search import overrides
     from nas.config import load_config
     from nas.search import outcome_text, run_search
+    from nas.spaces import study_space
 
     flags = overrides(args)
     if flags.get("study") is None:
         flags["study"] = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     config = load_config(args.config or demo_config_path(), flags)
+    study_space(config)  # a bad space name, file or design fails before any work
     print(
         f"fsnas demo: study {config.study}, {config.search.trials} trials x "
         f"{config.train.epochs} epochs on {config.data.source} "

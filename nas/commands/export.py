@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
+    from dashboards.records import json_ready
     from nas.export import export_from_study
 
     stream = io.StringIO() if args.json else sys.stdout
@@ -91,19 +92,20 @@ def run(args: argparse.Namespace) -> int:
             register_name=args.register_name,
             stream=stream,
         )
+    from search_spaces.errors import FsnasWarning
+
     for warning in caught:
-        if issubclass(warning.category, RuntimeWarning):
+        if issubclass(warning.category, (RuntimeWarning, FsnasWarning)):
             print(f"warning: {warning.message}", file=sys.stderr)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "directory": str(outcome.directory),
-                    "metrics": outcome.metrics,
-                    "onnx_max_abs_diff": outcome.onnx_max_abs_diff,
-                    "sha256": outcome.sha256,
-                    "registered": outcome.registered,
-                }
-            )
-        )
+        report = {
+            "directory": str(outcome.directory),
+            "metrics": outcome.metrics,
+            "onnx_max_abs_diff": outcome.onnx_max_abs_diff,
+            "sha256": outcome.sha256,
+            "registered": outcome.registered,
+        }
+        # strict JSON: an undefined metric (NaN, e.g. ROC-AUC of a class absent from test)
+        # is null, never a bare NaN
+        print(json.dumps(json_ready(report), allow_nan=False))
     return 0

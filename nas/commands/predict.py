@@ -28,8 +28,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the predictions; a bad bundle or unreadable audio raises an FsnasError (exit 2)."""
-    from nas.bundle import load_exported
+    """Print the predictions; a bad bundle or unreadable audio raises an FsnasError (exit 2).
+
+    Damaged weights (their SHA-256 differs from the recorded one), NaN weights and NaN scores
+    are refused by the loader, so every printed score is a finite number and ``--json`` is
+    strict JSON.
+    """
+    from nas.bundle import BundleError, load_exported
     from search_spaces.errors import FsnasError
 
     if args.top_k < 1:
@@ -37,13 +42,16 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_exported(args.bundle)
     predictions = []
     for path in args.audio:
-        probabilities = bundle.predict_file(path)
+        try:
+            probabilities = bundle.predict_file(path)
+        except BundleError as exc:
+            raise BundleError(f"{path}: {exc}") from None
         top = bundle.top_k(probabilities, args.top_k)
         predictions.append(
             {"path": path, "top": [{"label": label, "score": score} for label, score in top]}
         )
     if args.json:
-        json.dump({"predictions": predictions}, sys.stdout)
+        json.dump({"predictions": predictions}, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
         return 0
     for item in predictions:

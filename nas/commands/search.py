@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from typing import Any
 
 # flag -> dotted config key; one table so the parser, the help and the override agree
@@ -25,6 +27,9 @@ FLAG_KEYS: dict[str, str] = {
     "batch_size": "train.batch_size",
     "keep_weights": "search.keep_weights",
     "initial_spec": "search.initial_specs",
+    "space": "space.base",
+    "space_around": "space_around",
+    "space_around_moves": "space_around_moves",
 }
 
 
@@ -47,15 +52,19 @@ def add_study_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--address", metavar="ADDR", help="join a Ray cluster (auto, HOST:PORT)")
     parser.add_argument(
-        "--gpus-per-trial", metavar="auto|FRACTION|N", help="GPU share per trial (default auto)"
+        "--gpus-per-trial",
+        metavar="auto|FRACTION|N",
+        help="GPU share per trial (default auto: the reserved-VRAM estimate + CUDA context + "
+        "features, rounded up to 1/8, 1/4, 1/2 or 1 GPU)",
     )
     parser.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial")
     parser.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once")
     parser.add_argument(
         "--max-train-vram-mb",
         type=float,
-        metavar="MB",
-        help="constraint: larger designs are recorded infeasible",
+        metavar="MiB",
+        help="constraint on train_vram_mb (peak allocated training VRAM, MiB): larger designs "
+        "are recorded infeasible",
     )
     parser.add_argument(
         "--time-budget-s", type=float, metavar="S", help="training time limit per trial"
@@ -76,11 +85,43 @@ def add_study_flags(parser: argparse.ArgumentParser) -> None:
         help="warm start: evaluate this design first, as a trial of the study (a preset name or "
         "an ArchSpec JSON file; repeatable; must be a point of the search space)",
     )
+    parser.add_argument(
+        "--space",
+        metavar="NAME|FILE.yaml",
+        help="search space to start from: a named space (literature: every preset) or a YAML "
+        "file of search space keys; the config's space keys change it",
+    )
+    parser.add_argument(
+        "--space-around",
+        metavar="PRESET|FILE.json",
+        help="search the designs near this one (each setting one step away, at most "
+        "--space-around-moves of them); the design is the first trial; replaces the config's "
+        "space",
+    )
+    parser.add_argument(
+        "--space-around-moves",
+        type=int,
+        metavar="N",
+        help="settings a design of --space-around may change (default 3)",
+    )
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Return the dotted-key overrides of the flags the user gave."""
-    return {key: getattr(args, flag, None) for flag, key in FLAG_KEYS.items()}
+    """Return the dotted-key overrides of the flags the user gave.
+
+    Raises:
+        ConfigError: ``--space`` and ``--space-around`` together (they name two spaces).
+    """
+    from nas.config import ConfigError
+
+    flags = {key: getattr(args, flag, None) for flag, key in FLAG_KEYS.items()}
+    if getattr(args, "space_around", None) is not None:
+        if getattr(args, "space", None) is not None:
+            raise ConfigError(
+                f"--space {args.space} and --space-around {args.space_around}: give one of them"
+            )
+        flags = {"space": {}, **flags}  # the flag's space replaces the config file's
+    return flags
 
 
 def register(subparsers: Any) -> None:
@@ -100,12 +141,22 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the config, run the search, print the front; exit 0."""
+    """Load the config, run the search, print the front; exit 0 (130 / 143 on SIGINT / SIGTERM,
+    after printing what finished and the command that resumes)."""
     from nas.config import load_config
-    from nas.search import outcome_text, run_search
+    from nas.search import SearchInterruptedWithOutcome, outcome_text, run_search
+    from nas.spaces import study_space
 
     config = load_config(args.config, overrides(args))
-    outcome = run_search(config)
+    study_space(config)  # a bad space name, file or design fails before any work
+    try:
+        outcome = run_search(config)
+    except SearchInterruptedWithOutcome as stopped:  # SIGINT / SIGTERM: what finished, how on
+        print(outcome_text(stopped.outcome))
+        argv = getattr(args, "argv", None) or ["search", "..."]
+        again = shlex.join(["fsnas", *argv])
+        print(f"fsnas search: {stopped}; resume with the same command: {again}", file=sys.stderr)
+        return stopped.exit_code
     print(outcome_text(outcome))
     print(f"details: fsnas pareto --study {config.study} --storage {config.storage}")
     if outcome.tracking_uri:

@@ -136,15 +136,14 @@ def load_spec(args: argparse.Namespace) -> tuple[ArchSpec, str]:
         return preset.spec, (
             f"preset {preset.name!r} (made for {preset.n_mels} x {preset.n_frames} input)"
         )
+    from nas.commands.cost import read_spec
+
     path = Path(args.spec)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"--spec {path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return ArchSpec.from_json(text), f"spec file {str(path)!r}"
+        # one reader for every spec file: size limit, UTF-8, JSON (see fsnas cost)
+        return read_spec(str(path)), f"spec file {str(path)!r}"
     except SpecError as exc:
-        raise SpecError(f"--spec {path}: {exc}") from None
+        raise SpecError(f"--spec {exc}") from None
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -167,8 +166,9 @@ def format_table(result: Any) -> str:
     rows += [
         ("params", _fmt(result.params)),
         ("gflops", _fmt(result.gflops, 4)),
-        ("train_vram_mb", f"{_fmt(result.train_vram_mb, 1)} ({result.vram_source})"),
-        ("infer_vram_mb", _fmt(result.infer_vram_mb, 1)),
+        ("train_vram_mb", f"{_fmt(result.train_vram_mb, 1)} MiB ({result.vram_source})"),
+        ("train_reserved_mb", f"{_fmt(result.train_reserved_mb, 1)} MiB ({result.vram_source})"),
+        ("infer_vram_mb", f"{_fmt(result.infer_vram_mb, 1)} MiB"),
         ("latency_ms", _fmt(result.latency_ms, 3)),
         ("epochs_run", _fmt(result.epochs_run)),
         ("train_seconds", _fmt(result.train_seconds, 1)),
@@ -177,6 +177,8 @@ def format_table(result: Any) -> str:
     ]
     if result.checkpoint:
         rows.append(("checkpoint", result.checkpoint))
+    elif result.extra.get("checkpoint_error"):
+        rows.append(("checkpoint", f"not written: {result.extra['checkpoint_error']}"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -216,6 +218,18 @@ def run(args: argparse.Namespace) -> int:
             f"{described} does not fit the data's {data.n_mels} x {data.n_frames} input "
             f"(n_mels x n_frames): {exc}"
         ) from None
+    from trainers.cost import refuse_too_large
+
+    refuse_too_large(  # exit 2 before the model is built (a trial would record infeasible)
+        spec,
+        data.n_mels,
+        data.n_frames,
+        data.n_classes,
+        config.batch_size,
+        config.optimizer,
+        data.task,
+        device,
+    )
     print(
         f"training {spec.summary()} on {args.data}: {len(data.train)}/{len(data.valid)}/"
         f"{len(data.test)} clips (train/valid/test), {data.n_mels} x {data.n_frames}, "

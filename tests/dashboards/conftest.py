@@ -15,7 +15,7 @@ from dashboards.records import Objective, StudySummary, TrialRecord
 
 OBJECTIVES = [
     Objective("val_accuracy", "maximize", "validation accuracy"),
-    Objective("train_vram_mb", "minimize", "peak training VRAM (MB)"),
+    Objective("train_vram_mb", "minimize", "peak training VRAM (MiB)"),
 ]
 THREE_OBJECTIVES = [*OBJECTIVES, Objective("latency_ms", "minimize", "latency (ms)")]
 REFERENCE = {"val_accuracy": 0.0, "train_vram_mb": 1000.0}

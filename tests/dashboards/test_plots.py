@@ -68,7 +68,7 @@ def test_hover_shows_spec_summary_objectives_and_costs(study: SyntheticStudy) ->
 
 def test_axes_name_objectives_with_direction(study: SyntheticStudy) -> None:
     fig = plots.pareto_figure(study.records, OBJECTIVES, VRAM, ACC)
-    assert fig.layout.xaxis.title.text == "peak training VRAM (MB) (lower is better)"
+    assert fig.layout.xaxis.title.text == "peak training VRAM (MiB) (lower is better)"
     assert fig.layout.yaxis.title.text == "validation accuracy (higher is better)"
 
 

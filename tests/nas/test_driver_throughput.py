@@ -11,6 +11,7 @@ does not hold the control loop: counted calls and queue sizes, never wall time.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import random
 import threading
@@ -28,6 +29,7 @@ from nas.config import ConfigError, from_dict
 from nas.search import (
     REFRESH_ENV,
     REFRESH_EVERY_S,
+    REFRESH_SHARE,
     Progress,
     TrackingThread,
     refresh_every_s,
@@ -83,6 +85,15 @@ def random_records(rng: random.Random, n: int, objectives: list[Objective]) -> l
     return out
 
 
+def fixed_reference(
+    records: list[TrialRecord], objectives: list[Objective]
+) -> dict[str, float] | None:
+    """The study's reference point: fixed by the first candidate in ``records``' order."""
+    first = next((r for r in records if pareto.front_candidates([r], objectives)), None)
+    fixed = pareto.study_reference(objectives, {}, first)
+    return fixed[0] if fixed else None
+
+
 def old_line(records: list[TrialRecord], objectives: list[Objective], total: int) -> str:
     """The progress line as the driver computed it before (over all records), without time."""
     statuses = [r.status for r in records]
@@ -91,7 +102,7 @@ def old_line(records: list[TrialRecord], objectives: list[Objective], total: int
     first = objectives[0]
     top = best_record(records, objectives)
     best = f"{top.objectives[first.name]:.4f}" if top is not None else "-"
-    hv, _ = pareto.records_hypervolume(records, objectives)
+    hv, _ = pareto.records_hypervolume(records, objectives, fixed_reference(records, objectives))
     return (
         f"[s] done {len(statuses)}/{total} · running 0 · "
         f"pruned {statuses.count('pruned')} · failed {failed} · "
@@ -103,9 +114,11 @@ def old_line(records: list[TrialRecord], objectives: list[Objective], total: int
 def old_summarise(
     records: list[TrialRecord], objectives: list[Objective]
 ) -> tuple[list[int], float, dict[str, float], list[tuple[int, float]], int | None]:
-    """``summarise`` as it was: all-pairs front, a hypervolume per complete prefix."""
+    """``summarise`` as it was: all-pairs front, a hypervolume per complete prefix (against the
+    reference fixed by the lowest-numbered candidate, as for a study that stored none)."""
     front = pareto.front_records(records, objectives)
-    hv, ref = pareto.records_hypervolume(records, objectives)
+    first = fixed_reference(sorted(records, key=lambda r: r.number), objectives)
+    hv, ref = pareto.records_hypervolume(records, objectives, first)
     complete = sorted((r for r in records if r.status == "complete"), key=lambda r: r.number)
     history = [
         (k, pareto.records_hypervolume(complete[:k], objectives, ref)[0])
@@ -132,16 +145,24 @@ def test_progress_prints_the_numbers_of_the_whole_study_formulas(name: str, seed
             progress.add(records[k - 1])
             prefix = records[:k]
             n_complete = sum(r.status == "complete" for r in prefix)
-            old_history.append((n_complete, pareto.records_hypervolume(prefix, objectives)[0]))
+            fixed = fixed_reference(prefix, objectives)
+            old_history.append(
+                (n_complete, pareto.records_hypervolume(prefix, objectives, fixed)[0])
+            )
         prefix = records[:k]
         front = pareto.front_records(prefix, objectives)
-        hv, ref = pareto.records_hypervolume(prefix, objectives)
+        hv, ref = pareto.records_hypervolume(
+            prefix, objectives, fixed_reference(prefix, objectives)
+        )
         assert progress._front.hypervolume() == hv, k  # exactly, not approximately
         assert progress._front.reference() == ref, k
         assert [r.number for r in progress._front.front] == [r.number for r in front], k
         assert progress._front.best is best_record(prefix, objectives), k
         assert progress.line().rsplit(" · ", 1)[0] == old_line(prefix, objectives, len(records))
     assert progress.hv_history == old_history
+    # one reference point for the whole study: the live hypervolume never falls
+    values = [hv for _, hv in progress.hv_history]
+    assert all(b >= a for a, b in itertools.pairwise(values)), values
     printed = stream.getvalue().splitlines()
     assert len(printed) == len(records) - resumed
     assert [p.rsplit(" · ", 1)[0] for p in printed[-1:]] == [
@@ -267,6 +288,33 @@ def test_tracking_thread_refreshes_by_elapsed_time() -> None:
     assert refreshes == [[0, 1, 2], [0, 1, 2, 3, 4, 5]]
     assert thread.refreshes == 2
     assert tracker.logged() == list(range(7))
+
+
+def test_a_slow_refresh_stretches_the_gap_to_keep_its_share_of_the_time() -> None:
+    now = [0.0]
+
+    class SlowPlots(FakeTracker):
+        def log_trial(self, record: TrialRecord) -> bool:
+            now[0] += 10.0
+            return super().log_trial(record)
+
+        def refresh(self, records: list[TrialRecord], summary: StudySummary) -> bool:
+            now[0] += 5.0  # the plots of a large study: 5 s, so the next gap is 5 / share
+            return super().refresh(records, summary)
+
+    tracker = SlowPlots()
+    thread = TrackingThread(tracker, _summary_of, refresh_every_s=25.0, clock=lambda: now[0])
+    for record in _records(range(14)):
+        thread.submit(record)
+    thread.start()
+    thread.close()
+    gap = 5.0 / REFRESH_SHARE
+    assert gap == 100.0  # > refresh_every_s: the refresh's cost sets the gap
+    refreshes = [payload for kind, payload in tracker.calls if kind == "refresh"]
+    # due at 25 s: after trial 2 (30 s), ending at 35 s; next due at 135 s, which trial 12's
+    # logging reaches (35 + 10 * 10); without the stretch it would be after trial 5
+    assert [r[-1] for r in refreshes] == [2, 12]
+    assert tracker.logged() == list(range(14))
 
 
 def test_refresh_every_trial_with_zero() -> None:

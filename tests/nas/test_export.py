@@ -223,7 +223,7 @@ def test_model_card_shows_the_real_numbers(trained: TrialResult, bundle_dir: Pat
     assert f"| test_macro_f1 | {trained.metrics['test_macro_f1']:.4f} |" in card
     assert f"| params | {params:,} |" in card
     assert f"| gflops | {format_value(trained.gflops)} |" in card
-    assert f"| train_vram_mb | {format_value(trained.train_vram_mb)} |" in card
+    assert f"| train_vram_mb | {format_value(trained.train_vram_mb)} MiB |" in card
     assert f"| latency_ms | {format_value(trained.latency_ms)} |" in card
     assert "| vram_source | estimated |" in card
     assert "| device | cpu |" in card
@@ -470,6 +470,7 @@ def test_search_then_export_then_predict_end_to_end(
     from nas.cli import main
     from nas.config import load_config
     from nas.search import run_search
+    from nas.study import weights_folder
 
     monkeypatch.chdir(tmp_path)  # the feature cache and MLflow's ./mlruns go here
     storage = f"sqlite:///{tmp_path}/studies.db"
@@ -504,7 +505,7 @@ def test_search_then_export_then_predict_end_to_end(
     report = json.loads(capsys.readouterr().out)
     assert report["registered"] is None
     # the search kept the front's trained weights: exported as they were, not retrained
-    kept = tmp_path / ".fsnas" / "weights" / "e2e" / f"trial-{best.number:05d}.safetensors"
+    kept = weights_folder(config) / f"trial-{best.number:05d}.safetensors"
     assert best.costs["checkpoint"] == str(kept) and kept.is_file()
     assert report["metrics"]["test_accuracy"] == best.metrics["test_accuracy"]
     card = (out / CARD_FILE).read_text()

@@ -11,6 +11,7 @@ from ray.cluster_utils import Cluster
 
 from nas.config import from_dict
 from nas.search import run_search
+from nas.study import weights_folder
 from tests.nas._study import tiny_config
 
 
@@ -54,7 +55,7 @@ def test_trials_run_on_both_nodes_with_half_a_gpu(tmp_path: Path) -> None:
     # every complete trial's weights reached the driver's folder, whichever node trained it
     complete = [r for r in outcome.records if r.status == "complete"]
     assert complete
-    folder = tmp_path / "weights" / "cluster"
+    folder = weights_folder(config)
     for record in complete:
         assert record.costs["checkpoint"] == str(folder / f"trial-{record.number:05d}.safetensors")
         assert Path(record.costs["checkpoint"]).is_file()

@@ -182,7 +182,7 @@ def test_early_stopped_low_cost_trial_never_reaches_the_front(
     _, front, hv, knee = summarise("sched-test", stored, OBJECTIVES, {})
     assert [r.number for r in front] == [0]
     assert knee is not None and knee.number == 0
-    assert hv == pytest.approx(0.90 * 20.0)  # reference VRAM 1.1 x 200 of the complete trial
+    assert hv == pytest.approx(0.90 * 600.0)  # reference VRAM 4 x 200 of the first complete trial
 
 
 @pytest.mark.parametrize("sampler", ["nsga2", "tpe"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -14,7 +16,14 @@ from dashboards.records import Objective
 from nas.cli import main
 from nas.config import ConfigError, from_dict
 from nas.search import build_space, initial_params, load_study, load_study_features
-from nas.study import INITIAL_SPEC_ATTR, RECORD_ATTR, close_orphans, enqueue_initial
+from nas.study import (
+    INITIAL_SPEC_ATTR,
+    RECORD_ATTR,
+    close_orphans,
+    enqueue_initial,
+    read_study,
+    weights_folder,
+)
 from nas.trial import RECORD_JSON_KEY, TrialSettings, gpu_share, record_from_result, run_trial
 from search_spaces.spec import ArchSpec, Branch, ConvBlock, Head
 from tests.nas._study import tiny_config, write_config
@@ -115,6 +124,10 @@ def test_search_end_to_end_and_pareto_command(
     out = capsys.readouterr().out
     assert f"[e2e] warm start: 1 design(s) run first (tall ({warm}))" in out
     assert "[e2e] done 5/5" in out  # the live progress line
+    # one reference point for the study, fixed once: the live hypervolume never falls
+    live = [float(v) for v in re.findall(r" · HV (\S+) · ", out)]
+    assert len(live) == 5 and all(b >= a for a, b in itertools.pairwise(live)), live
+    assert out.count("hypervolume reference point, fixed for the study:") == 1
     assert "Pareto front" in out and "hypervolume" in out and "knee: trial" in out
 
     outcome = load_study("e2e", config["storage"])
@@ -132,6 +145,7 @@ def test_search_end_to_end_and_pareto_command(
     printed = json.loads(capsys.readouterr().out)
     assert printed["study_name"] == "e2e"
     assert printed["reference_point"]["val_accuracy"] == 0.0
+    assert read_study("e2e", config["storage"]).reference == printed["reference_point"]
     assert {r["number"] for r in printed["front"]} == {r.number for r in outcome.front}
     assert (tmp_path / "pareto.json").is_file()
     assert (tmp_path / "trials.csv").read_text().count("\n") == 6  # header + 5 trials
@@ -149,7 +163,7 @@ def test_search_end_to_end_and_pareto_command(
     assert len(runs) == 6
 
     # the front's trained weights are kept (the rest tidied away) and attached in MLflow
-    folder = tmp_path / "weights" / "e2e"
+    folder = weights_folder(from_dict(config))  # <weights_dir>/<study>/<storage key>
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         f"trial-{r.number:05d}.safetensors" for r in outcome.front
     )

@@ -9,7 +9,13 @@ import pytest
 from dashboards.records import CHECKPOINT_KEY, TrialRecord
 from nas.config import ConfigError, StudyConfig, from_dict
 from nas.ray_backend import TrialLedger, WeightStore, build_record
-from nas.study import STATUS_ATTR, tidy_weights, weights_filename, weights_folder
+from nas.study import (
+    STATUS_ATTR,
+    storage_key,
+    tidy_weights,
+    weights_filename,
+    weights_folder,
+)
 from nas.trial import FINAL_KEY, RECORD_JSON_KEY
 
 
@@ -65,7 +71,7 @@ def test_tidy_keeps_the_front_or_every_recorded_trial(tmp_path: Path) -> None:
 def test_keep_weights_config(tmp_path: Path) -> None:
     config = from_dict({"study": "s", "weights_dir": str(tmp_path)})
     assert config.search.keep_weights == "front"
-    assert weights_folder(config) == tmp_path.resolve() / "s"
+    assert weights_folder(config) == tmp_path.resolve() / "s" / storage_key(config.storage)
     assert weights_folder(from_dict({"search": {"keep_weights": "none"}})) is None
     assert StudyConfig().weights_dir == ".fsnas/weights"
     with pytest.raises(ConfigError, match=r"search\.keep_weights"):

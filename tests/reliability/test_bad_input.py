@@ -187,7 +187,8 @@ def test_a_class_emptied_by_skipped_files_is_named(tmp_path: Path) -> None:
     for i in range(4):
         write_tone(tmp_path / "data" / "ok" / f"{i}.wav")
     (tmp_path / "data" / "broken").mkdir()
-    (tmp_path / "data" / "broken" / "x.wav").write_text("not audio")
+    for name in ("x.wav", "y.wav"):  # two clips: the minimum a class needs before decoding
+        (tmp_path / "data" / "broken" / name).write_text("not audio")
     with pytest.raises(DataError, match=r"without training clips: 'broken' \(no clips\)"):
         load_features(
             f"folder:{tmp_path / 'data'}", SMALL, cache_dir=tmp_path / "cache", on_bad_audio="skip"

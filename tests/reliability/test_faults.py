@@ -22,6 +22,7 @@ from dashboards.tracking import FINISH_WAIT_ENV
 from nas.cli import main
 from nas.config import from_dict
 from nas.search import load_study, run_search
+from nas.study import weights_folder
 from tests.dashboards import servers
 from tests.nas._study import tiny_config, write_config
 from tests.reliability._searches import finished_trials, mlflow_study_runs, search_process, wait_for
@@ -151,7 +152,7 @@ def test_worker_killed_mid_trial_is_retried_or_recorded_failed(
     assert statuses == ["complete", "failed"]  # the retry of the first one trained
     # the retry's weights reached the driver like any trial's
     kept = Path(by_number[min(by_number)].costs["checkpoint"])
-    assert kept.is_file() and kept.parent == tmp_path / "weights" / "sigkill"
+    assert kept.is_file() and kept.parent == weights_folder(config)
     failed = by_number[max(by_number)]
     assert failed.reason.startswith("crashed worker: "), failed.reason
     assert "died" in failed.reason, failed.reason

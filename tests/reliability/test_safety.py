@@ -148,16 +148,19 @@ def test_manifest_paths_cannot_escape_the_data_root(tmp_path: Path) -> None:
 
 def test_paths_that_stay_inside_are_fine(tmp_path: Path) -> None:
     write_tone(tmp_path / "data" / "clips" / "ok.wav")
-    path = _manifest(tmp_path / "data", ["clips/ok.wav,a", "clips/../clips/./ok.wav,b"])
+    write_tone(tmp_path / "data" / "clips" / "ok2.wav")
+    path = _manifest(tmp_path / "data", ["clips/ok.wav,a", "clips/../clips/./ok2.wav,b"])
     source = open_source(f"csv:{path}")
-    assert [Path(c.path) for c in source.clips] == [tmp_path / "data" / "clips" / "ok.wav"] * 2
+    clips = tmp_path / "data" / "clips"
+    assert [Path(c.path) for c in source.clips] == [clips / "ok.wav", clips / "ok2.wav"]
 
 
 def test_escaping_paths_need_an_explicit_opt_in(tmp_path: Path) -> None:
     outside = write_tone(tmp_path / "shared" / "x.wav")
+    absolute = write_tone(tmp_path / "shared" / "z.wav")
     write_tone(tmp_path / "data" / "y.wav")
-    path = _manifest(tmp_path / "data", ["../shared/x.wav,a", "y.wav,b", f"{outside},b"])
+    path = _manifest(tmp_path / "data", ["../shared/x.wav,a", "y.wav,b", f"{absolute},b"])
     source = open_source({"kind": "csv", "path": str(path), "allow_outside_root": True})
-    assert [Path(c.path) for c in source.clips] == [outside, tmp_path / "data" / "y.wav", outside]
+    assert [Path(c.path) for c in source.clips] == [outside, tmp_path / "data" / "y.wav", absolute]
     with pytest.raises(DataError, match="allow_outside_root must be true or false"):
         open_source({"kind": "csv", "path": str(path), "allow_outside_root": "perhaps"})

@@ -434,7 +434,12 @@ def test_params_for_the_anchor_networks_are_their_fixed_trials() -> None:
         ),
         (
             dataclasses.replace(VERTICAL, head=Head(time_pooling="max", output_dropout=0.5)),
-            r"head\.output_dropout is 0\.5, but the search space always draws 0\.0 there",
+            r"head\.output_dropout 0\.5 is not among the search space's \[0\.0\]",
+        ),
+        (
+            # a field that is no dimension of any space: the drawn spec tells
+            dataclasses.replace(VERTICAL, frontend=(Branch("0.9M", 7, 128, bias=False),)),
+            r"frontend\[0\]\.bias is False, but the search space always draws True there",
         ),
     ],
 )

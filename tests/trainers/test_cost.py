@@ -23,7 +23,14 @@ from trainers.cost import (
     measure_train_vram,
 )
 from trainers.cost_anchors import anchor_networks, preset_anchors
-from trainers.cost_vram import MIB, _AllocatorSim, _CudaDropout, round_allocation
+from trainers.cost_vram import (
+    MIB,
+    _AllocatorSim,
+    _CudaDropout,
+    device_class_of,
+    library_workspace_bytes,
+    round_allocation,
+)
 
 CUDA = torch.cuda.is_available()
 
@@ -176,8 +183,15 @@ def test_breakdown_accounts_for_every_byte_and_adam_keeps_two_moments() -> None:
         "batch",
         "activations",
         "workspace",
+        "library_workspace",
     }
     assert sum(adam.breakdown.values()) == pytest.approx(adam.train_vram_mb)
+    # H100/H200 class by default: 2 cuBLAS workspaces of 32 MiB and cuBLASLt's 1 MiB
+    assert adam.breakdown["library_workspace"] * MIB == library_workspace_bytes() == 65 * MIB
+    other = estimate_train_vram(spec, 40, 50, 3, batch_size=8, optimizer="adam", gpu_class="other")
+    assert other.breakdown["library_workspace"] == pytest.approx(2 * 8.125 + 1)
+    assert adam.train_vram_mb - other.train_vram_mb == pytest.approx(65 - 17.25)
+    assert other.above_weights_and_batch_mb == pytest.approx(adam.above_weights_and_batch_mb)
     assert adam.breakdown["weights"] * MIB == param_b  # no BN: no buffers
     assert adam.breakdown["optimizer_state"] * MIB == 2 * param_b  # exp_avg, exp_avg_sq
     assert sgd.breakdown["optimizer_state"] * MIB == param_b  # momentum buffer
@@ -235,10 +249,16 @@ def test_measured_vram_of_the_vertical_anchor_matches_the_estimate(
         a.n_classes,
         optimizer="adam",
     )
-    estimate = estimate_train_vram(a.spec, a.n_mels, a.n_frames, a.n_classes, 64, "adam")
-    # same definition on both sides: weights, gradients, Adam state, batch and the step
+    gpu_class = device_class_of(torch.cuda.get_device_name())
+    estimate = estimate_train_vram(
+        a.spec, a.n_mels, a.n_frames, a.n_classes, 64, "adam", gpu_class=gpu_class
+    )
+    # same definition on both sides (docs/vram.md): weights, gradients, Adam state, batch,
+    # the step and the cuBLAS workspaces; reserved through the same probe
     assert measured.vram_mb == pytest.approx(estimate.train_vram_mb, rel=0.25)
-    assert measured.vram_mb >= measured.above_base_mb
+    assert estimate.train_reserved_mb is not None
+    assert measured.reserved_mb == pytest.approx(estimate.train_reserved_mb, rel=0.3)
+    assert measured.reserved_mb >= measured.vram_mb >= measured.above_base_mb
     assert measured.cudnn_benchmark is False
 
 

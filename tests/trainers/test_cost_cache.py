@@ -80,12 +80,14 @@ def test_same_design_twice_is_computed_once(calls: dict[str, int]) -> None:
         "params",
         "gflops",
         "train_vram_estimate_mb",
+        "train_reserved_estimate_mb",
         "train_vram_estimate_method",
         "infer_vram_estimate_mb",
     }
     # the cached figures are the direct computations' figures
     direct = cost.estimate_train_vram(SPEC, *SHAPE, 8)
     assert first["train_vram_estimate_mb"] == direct.train_vram_mb
+    assert first["train_reserved_estimate_mb"] == direct.train_reserved_mb
     assert first["train_vram_estimate_method"] == direct.method
     assert first["infer_vram_estimate_mb"] == cost.estimate_infer_vram(SPEC, *SHAPE)
     assert STATIC_COST_CACHE.hits >= 1 and len(STATIC_COST_CACHE) == 1
@@ -114,14 +116,23 @@ def test_the_vram_check_and_the_full_costs_share_one_estimate(calls: dict[str, i
 
 def test_a_seeded_estimate_is_used_and_the_rest_still_computed(calls: dict[str, int]) -> None:
     key = design_key(SPEC, *SHAPE, 8, "adamw", "single_label")
-    seed_train_vram_estimate(key, 123.0, "from the driver")
+    seed_train_vram_estimate(key, 123.0, "from the driver", reserved_mb=150.0)
     full = static_costs(SPEC, *SHAPE, batch_size=8)
     assert full["train_vram_estimate_mb"] == 123.0
+    assert full["train_reserved_estimate_mb"] == 150.0
     assert full["train_vram_estimate_method"] == "from the driver"
     assert calls == {"estimate_train_vram": 0, "count_flops": 1, "estimate_infer_vram": 1}
     # seeding never overwrites what the process knows already
     seed_train_vram_estimate(key, 1.0, "late")
     assert static_costs(SPEC, *SHAPE, batch_size=8)["train_vram_estimate_mb"] == 123.0
+
+
+def test_a_seed_without_the_reserved_estimate_is_estimated_again(calls: dict[str, int]) -> None:
+    key = design_key(SPEC, *SHAPE, 8, "adamw", "single_label")
+    seed_train_vram_estimate(key, 123.0, "from an old driver")  # no reserved figure
+    full = static_costs(SPEC, *SHAPE, batch_size=8)
+    assert calls["estimate_train_vram"] == 1
+    assert full["train_reserved_estimate_mb"] >= full["train_vram_estimate_mb"] != 123.0
 
 
 def test_returned_dicts_are_copies() -> None:
