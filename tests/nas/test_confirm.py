@@ -3,6 +3,7 @@ the fixed hypervolume reference and the faded unfinished trials of the Pareto pl
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 import json
@@ -100,11 +101,15 @@ def test_confirm_gives_the_cis_fsnas_ablate_computes(
         )
         == 0
     )
-    other = _json_out(capsys)["designs"][0]["summaries"]["val_accuracy"]
-    assert (
-        other["mean"] != design["summaries"]["val_accuracy"]["mean"]
-        or other["std"] != design["summaries"]["val_accuracy"]["std"]
-    )
+    assert _json_out(capsys)["designs"][0]["n"] == 3
+    # the seeds reach training (the comparison is not vacuous): each run trained its own seeds,
+    # one trial per seed. (Their accuracies may coincide: on this tiny data they come in steps
+    # of 1/6, so comparing values across seeds would be a test that fails by chance.)
+    for folder, seeds in (("c", {"0", "1", "2"}), ("o", {"7", "8", "9"})):
+        with (tmp_path / folder / "ablation_trials.csv").open(encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [r["seed"] for r in rows] and {r["seed"] for r in rows} == seeds
+        assert len(rows) == 3 and all(r["status"] == "complete" for r in rows)
 
 
 @pytest.mark.slow
@@ -203,9 +208,13 @@ def test_holm_adjusts_step_down() -> None:
 @pytest.mark.parametrize("evaluator", ["fanova", "ped-anova"])
 def test_importance_ranks_the_one_factor_that_sets_each_objective_first(evaluator: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["maximize", "minimize"])
+    # seeded random designs: the test must not depend on a sampler's unseeded choices, and
+    # PED-ANOVA compares the top 10 %, which needs enough trials to be more than noise
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     rng = random.Random(0)
-    for _ in range(60):
+    for _ in range(200):
         trial = study.ask()
         height = trial.suggest_int("height", 1, 64)
         channels = trial.suggest_categorical("channels", [4, 8, 16, 32])
