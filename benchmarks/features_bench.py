@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny synthetic data")
     parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    data = args.data or ("synthetic:clips_per_class=2,seed=0" if args.quick else default_data())
+    data = args.data or ("synthetic:clips_per_class=3,seed=0" if args.quick else default_data())
     run = benchlib.BenchRun("features")
     cpu = run_cpu(data, args.cache_runs)
     print(f"cpu: {cpu}", file=sys.stderr)

@@ -29,12 +29,14 @@ import dataclasses
 import math
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import optuna
 import ray
@@ -46,7 +48,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
 from nas import pareto
-from nas.config import StudyConfig, parse_gpus_per_trial
+from nas.config import ConfigError, StudyConfig, parse_gpus_per_trial
 from nas.interrupt import Interrupt
 from nas.study import (
     GPU_SHARE_ATTR,
@@ -153,6 +155,146 @@ def _check_head_answers(address: str) -> None:
             f"{exc.strerror or exc}); start the cluster (`ray start --head --port={port}`) "
             "and run the same command again: the study is unchanged"
         ) from None
+
+
+# -- the head, watched from the driver (--address) ---------------------------------------------
+HEAD_LOST_EXIT = 3
+"""Exit status of ``fsnas search`` when the Ray head stops answering mid-search."""
+HEAD_LOST_ENV = "FSNAS_HEAD_LOST_S"
+HEAD_LOST_AFTER_S = 10.0
+"""Seconds without a connection to the head before the driver stops (``$FSNAS_HEAD_LOST_S``).
+
+Ray's own core worker aborts the driver after ``gcs_rpc_server_reconnect_timeout_s`` (60 s)
+with native log lines only; keep this below it (above 60 s Ray's abort comes first)."""
+HEAD_PROBE_EVERY_S = 1.0
+HEAD_TELL_WAIT_S = 10.0
+"""The most the watchdog waits for a trial being told to Optuna before it exits."""
+
+
+def head_lost_after_s() -> float:
+    """Return the seconds the head may stay silent: ``$FSNAS_HEAD_LOST_S`` or 10.
+
+    Raises:
+        ConfigError: the variable is set to something other than seconds > 0.
+    """
+    text = os.environ.get(HEAD_LOST_ENV, "").strip()
+    if not text:
+        return HEAD_LOST_AFTER_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"${HEAD_LOST_ENV}: expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"${HEAD_LOST_ENV}: expected seconds > 0, got {text!r}")
+    return value
+
+
+def head_target(address: str | None) -> tuple[str, int] | None:
+    """Return the (host, port) of the Ray head's GCS to watch; None for local Ray or ``ray://``.
+
+    ``auto`` is resolved from the running driver (call it after ``init_ray``).
+    """
+    if not address or address == "local" or address.startswith("ray://"):
+        return None
+    if address == "auto":
+        try:
+            address = str(ray.get_runtime_context().gcs_address)
+        except Exception:  # no address known: nothing to watch
+            return None
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host, int(port)
+
+
+def _connects(target: tuple[str, int], timeout_s: float) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(target, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class HeadWatchdog:
+    """A driver thread that probes the Ray head (a TCP connect every ``every_s``) and, once it
+    has not answered for ``after_s``, prints one line and ends the process (``HEAD_LOST_EXIT``).
+
+    Without it the driver's core worker waits 60 s for the lost head and then aborts the
+    process with native log lines. Every finished trial is already in the Optuna storage (each
+    is told as it ends); the watchdog takes ``lock`` (held while a trial is told) first, so it
+    never leaves in the middle of one. ``on_lost(address, after_s)`` returns the line to print
+    (the search's counts the stored trials and flushes MLflow); the trials a resume asks again
+    are those still running.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        target: tuple[str, int],
+        on_lost: Callable[[str, float], str] | None = None,
+        *,
+        lock: threading.Lock | None = None,
+        after_s: float = HEAD_LOST_AFTER_S,
+        every_s: float = HEAD_PROBE_EVERY_S,
+        connects: Callable[[tuple[str, int], float], bool] = _connects,
+        exit_process: Callable[[int], Any] = os._exit,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.address = address
+        self.target = target
+        self.on_lost = on_lost
+        self.lock = lock if lock is not None else threading.Lock()
+        self.after_s = after_s
+        self.every_s = every_s
+        self.fired = False
+        self._connects = connects
+        self._exit = exit_process
+        self._stream = stream
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fsnas-head-watchdog", daemon=True)
+
+    def start(self) -> None:
+        """Start probing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop probing (the search is over); returns at once."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        answered = time.monotonic()
+        failures = 0
+        while not self._stop.wait(self.every_s):
+            if self._connects(self.target, min(self.every_s, 2.0)):
+                answered, failures = time.monotonic(), 0
+                continue
+            failures += 1
+            if failures >= 2 and time.monotonic() - answered >= self.after_s:
+                if not self._stop.is_set():
+                    self.fire()
+                return
+
+    def fire(self) -> None:
+        """Print the line, flush, and end the process with ``HEAD_LOST_EXIT``."""
+        self.fired = True
+        self.lock.acquire(timeout=HEAD_TELL_WAIT_S)  # never released: the process ends
+        message = (
+            f"fsnas: the Ray head at {self.address} stopped answering (no connection for "
+            f"{self.after_s:g} s); the finished trials are in the study's storage: start the "
+            "cluster again and run the same command to resume"
+        )
+        if self.on_lost is not None:
+            try:
+                message = self.on_lost(self.address, self.after_s)
+            except Exception as exc:  # the line must come out whatever the count did
+                message += f" (could not count them: {type(exc).__name__}: {exc})"
+        out = self._stream or sys.stderr
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        print(message, file=out, flush=True)
+        self._exit(HEAD_LOST_EXIT)
 
 
 # -- trained weights: from any worker to the driver's node ------------------------------------
@@ -271,6 +413,8 @@ def _train_on_device(
         # a reused actor must not carry the previous trial's peak into this one
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        if 0 < gpu < 1:  # a design too large for this share of the device is refused
+            settings = dataclasses.replace(settings, gpu_share=gpu)
 
     def report(values: dict[str, Any]) -> None:
         tune.report({k: v for k, v in values.items() if isinstance(v, (int, float, str))})
@@ -294,6 +438,8 @@ class TrialLedger:
         self.pruned: dict[str, str] = {}  # Tune trial id -> why the scheduler stopped it
         self.trials: dict[str, Any] = {}  # Tune trial id -> ray.tune Trial (for error text)
         self.running: set[str] = set()  # Tune trial ids started and not yet ended
+        # held while a finished trial is told to Optuna (the head watchdog waits for it)
+        self.tell_lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its config (search algorithm, callbacks) for Tuner.restore, which fsnas
@@ -418,6 +564,10 @@ class FsnasOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        with self._ledger.tell_lock:  # a lost head's watchdog never exits half-way through
+            self._complete(trial_id, result, error)
+
+    def _complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
@@ -614,17 +764,31 @@ def run(
     on_running: Callable[[int], None] = lambda running: None,
     weights_dir: Path | None = None,
     interrupt: Interrupt | None = None,
+    on_head_lost: Callable[[str, float], str] | None = None,
 ) -> str:
     """Run ``n_trials`` more trials of the study on Ray Tune; return the Tune experiment folder.
 
     With ``interrupt`` SIGINT/SIGTERM are handled once Ray runs (``nas.interrupt``): the first
     starts no new trial, the second stops the running ones.
 
+    Joined to a cluster (``--address`` or ``$RAY_ADDRESS``, not local Ray) a ``HeadWatchdog``
+    probes the head: silent for ``$FSNAS_HEAD_LOST_S`` (10 s) the process prints
+    ``on_head_lost(address, seconds)`` (a default line without it) and exits
+    ``HEAD_LOST_EXIT`` (3).
+
     With ``weights_dir`` every complete trial's best-epoch weights are written there (on the
     driver's node) as ``trial-NNNNN.safetensors`` and the record's ``costs["checkpoint"]``
     names the file. ``on_running(n)`` hears how many trials train as that number changes.
     """
+    after_s = head_lost_after_s()  # a bad $FSNAS_HEAD_LOST_S fails before Ray starts
     started_here = init_ray(config.resources.address, config.resources.num_cpus)
+    address = config.resources.address or os.environ.get("RAY_ADDRESS")
+    target = head_target(address) if started_here else None  # never for local Ray
+    tell_lock = threading.Lock()
+    watchdog = None
+    if target is not None:
+        watchdog = HeadWatchdog(str(address), target, on_head_lost, lock=tell_lock, after_s=after_s)
+        watchdog.start()
     signals = interrupt.installed() if interrupt is not None else contextlib.nullcontext()
     with signals:  # after ray.init: replaces the core worker's SIGTERM handler (stack dumps)
         try:
@@ -641,10 +805,13 @@ def run(
                 on_running,
                 weights_dir,
                 interrupt,
+                tell_lock,
             )
         finally:
             if started_here:
                 ray.shutdown()
+            if watchdog is not None:  # after shutdown, which also waits for a lost head
+                watchdog.stop()
 
 
 def _run(
@@ -660,8 +827,11 @@ def _run(
     on_running: Callable[[int], None],
     weights_dir: Path | None,
     interrupt: Interrupt | None = None,
+    tell_lock: threading.Lock | None = None,
 ) -> str:
     ledger = TrialLedger(on_record, weights_dir)
+    if tell_lock is not None:
+        ledger.tell_lock = tell_lock
     store = start_weight_store(weights_dir) if weights_dir is not None else None
 
     def define_by_run(trial: optuna.Trial) -> dict[str, Any]:

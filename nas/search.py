@@ -22,6 +22,7 @@ import dataclasses
 import math
 import os
 import queue
+import shlex
 import sys
 import threading
 import time
@@ -270,6 +271,17 @@ class TrackingThread:
         self._put(_STOP)  # behind every record submitted before
         if self._thread.is_alive():
             self._thread.join()
+
+    def close_within(self, timeout_s: float) -> bool:
+        """``close``, waiting at most ``timeout_s``; return True when every record was logged.
+
+        For a driver about to exit (a lost Ray head): what is not logged by then is logged by
+        the next run (the tracker backfills every stored trial without a child run).
+        """
+        closer = threading.Thread(target=self.close, name="fsnas-tracking-close", daemon=True)
+        closer.start()
+        closer.join(timeout_s)
+        return not closer.is_alive()
 
     def _put(self, item: object) -> None:
         while not self._done.is_set():
@@ -608,6 +620,15 @@ def run_search(
     experiment_dir = None
     status = "FINISHED"
     interrupt = Interrupt()
+
+    def on_head_lost(address: str, silent_s: float) -> str:
+        # the watchdog's thread, the process about to exit: MLflow gets what is queued (a
+        # resume backfills the rest); the count is the storage's
+        if logger is not None:
+            logger.close_within(HEAD_LOST_FLUSH_S)
+        done = len(read_study(config.study, storage).records)
+        return head_lost_message(config, address, silent_s, done)
+
     try:
         if logger is not None:
             logger.start()
@@ -625,6 +646,7 @@ def run_search(
                 on_running=progress.set_running,
                 weights_dir=weights,
                 interrupt=interrupt,
+                on_head_lost=on_head_lost,
             )
         if interrupt.signum is not None:
             status = "KILLED"
@@ -658,6 +680,23 @@ def run_search(
             outcome,
         )
     return outcome
+
+
+# the most a driver whose Ray head is lost waits for MLflow before it exits
+HEAD_LOST_FLUSH_S = 10.0
+
+
+def head_lost_message(config: StudyConfig, address: str, silent_s: float, done: int) -> str:
+    """Return the one line ``fsnas search`` prints when its Ray head stops answering."""
+    port = address.rpartition(":")[2]
+    start = f"ray start --head --port={port}" if port.isdigit() else "ray start --head"
+    again = shlex.join(["fsnas", *sys.argv[1:]])
+    return (
+        f"fsnas search: error: the Ray head at {address} stopped answering mid-search (no "
+        f"connection for {silent_s:g} s); {done} of {config.search.trials} trial(s) finished "
+        f"and are stored in {config.storage}; start a cluster again (`{start}`) and run the "
+        f"same command to resume: {again}"
+    )
 
 
 class SearchInterruptedWithOutcome(SearchInterrupted):

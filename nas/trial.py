@@ -83,6 +83,9 @@ class TrialSettings:
     device: str = "auto"  # "auto": CUDA when the worker has a GPU assigned, else CPU
     # where fit writes the best epoch's weights (a worker's own temporary folder); None: nowhere
     checkpoint_dir: str | None = None
+    # the fraction of its CUDA device the trial was given (set in the worker from Ray's
+    # assignment, ``nas.ray_backend``): ``fit`` refuses a design too large for that share
+    gpu_share: float | None = None
 
 
 # per-epoch keys of ``fit`` that carry a pre-training estimate -> the objective they stand for
@@ -303,7 +306,9 @@ def _trial_body(
     train_config = settings.train_config
     if settings.checkpoint_dir:
         train_config = dataclasses.replace(train_config, checkpoint_dir=settings.checkpoint_dir)
-    result = fit(spec, data, train_config, device or settings.device, epoch_report)
+    result = fit(
+        spec, data, train_config, device or settings.device, epoch_report, settings.gpu_share
+    )
     trained = record_from_fit(
         spec, result, settings.train_config, input_shape=(data.n_mels, data.n_frames)
     )

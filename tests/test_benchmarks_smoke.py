@@ -75,7 +75,7 @@ def test_overhead_pure_parts() -> None:
     assert benchlib.steady_slot_s([0.0, 5.0, 6.0, 7.0], 1, skip=1) == pytest.approx(1.0)
     assert benchlib.steady_slot_s([3.0], 2) is None
     data = features_bench.load_features(
-        "synthetic:clips_per_class=2,seed=0", cache_dir=benchlib.CACHE_DIR
+        "synthetic:clips_per_class=3,seed=0", cache_dir=benchlib.CACHE_DIR
     )
     spec = overhead.one_point_spec(data, channels=8)
     assert [b.channels for b in spec.frontend] == [8] and not spec.body

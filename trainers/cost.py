@@ -595,14 +595,19 @@ def memory_available(
     """Return the bytes a design may use on ``device`` and where the figure comes from.
 
     CPU: ``MemAvailable`` of /proc/meminfo (else free pages). CUDA: the device's free memory
-    (``torch.cuda.mem_get_info``), at most ``gpu_share`` of its total when a share is given.
+    (``torch.cuda.mem_get_info``), at most ``gpu_share`` of its total when a share is given
+    (a fractional ``gpus_per_trial``: the trial may use that part of the device's memory).
     """
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info(dev)
-        if gpu_share is not None and 0 < gpu_share < 1:
-            return min(int(free), int(total * gpu_share)), f"{gpu_share:g} of GPU {dev}"
-        return int(free), f"free memory of GPU {dev}"
+        free, total = (int(n) for n in torch.cuda.mem_get_info(dev))
+        if gpu_share is not None and _is_share(gpu_share):
+            share_bytes = int(total * gpu_share)
+            of = f"{gpu_share:g} of the {total:,} bytes of GPU {dev}"
+            if free < share_bytes:  # other processes hold part of the share already
+                return free, f"the free memory of GPU {dev} (its share: {of})"
+            return share_bytes, f"its GPU share ({of})"
+        return free, f"free memory of GPU {dev}"
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
@@ -614,6 +619,11 @@ def memory_available(
 
     pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return int(pages), "free RAM"
+
+
+def _is_share(gpu_share: float | None) -> bool:
+    """Return True for a fraction of a GPU (0 < share < 1); a whole GPU has its free memory."""
+    return gpu_share is not None and 0 < gpu_share < 1
 
 
 def _gib(nbytes: float) -> str:
@@ -667,11 +677,15 @@ def refuse_too_large(
             what = "its weights and a batch-1 forward need about"
         if need <= free:
             return
+    shared = torch.device(device).type == "cuda" and _is_share(gpu_share)
     raise DesignTooLarge(
-        f"design {spec.name or 'spec'!r} is too large for this machine: {n_params:,} parameters "
+        f"design {spec.name or 'spec'!r} is too large for "
+        f"{'its GPU share' if shared else 'this machine'}: {n_params:,} parameters "
         f"({_gib(weight_bytes)} of weights); {what} {_gib(need)} ({need:,} bytes) but "
-        f"{where} is {_gib(free)}; refused before allocating it: use fewer channels or layers"
+        f"{where} is {_gib(free)} ({free:,} bytes); refused before allocating it: use fewer "
+        "channels or layers"
         + (" or a smaller batch" if need > weight_bytes and train else "")
+        + (" or a larger resources.gpus_per_trial" if shared else "")
     )
 
 

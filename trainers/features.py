@@ -46,7 +46,7 @@ from trainers.audio import (
 from trainers.errors import AudioDecodeError, BadAudioError, CacheError, DataError
 from trainers.featureset import MAX_CLIP_SECONDS, FeatureConfig, FeatureSet, Split
 from trainers.sources import SPLIT_NAMES, Clip, Source, open_source
-from trainers.splits import assign_splits, check_classes
+from trainers.splits import MIN_CLIPS_PER_SPLIT, assign_splits, check_classes
 
 if TYPE_CHECKING:
     import torch
@@ -359,6 +359,7 @@ def _build_entry(
     split_ratios: Sequence[float],
     seed: int,
     pitch_shift_semitones: float = 0.0,
+    min_per_split: int = MIN_CLIPS_PER_SPLIT,
 ) -> None:
     """Decode, featurise and write every clip of ``source`` into ``workdir`` (streaming).
 
@@ -425,7 +426,10 @@ def _build_entry(
     if bad:
         # split again over the clips that decoded, so a skipped file cannot empty a split
         kept_splits = assign_splits(
-            replace(source, clips=[source.clips[i] for i in kept]), split_ratios, seed
+            replace(source, clips=[source.clips[i] for i in kept]),
+            split_ratios,
+            seed,
+            min_per_split,
         )
         rows = [r for name in SPLIT_NAMES for r, s in enumerate(kept_splits) if s == name]
         _compact(partial, x_path, header_bytes, rows, shape)
@@ -527,14 +531,18 @@ def load_features(
         batch_mb: memory budget of one featurisation batch.
         trainable: refuse, before any feature is computed, data that training cannot use:
             fewer than 2 classes or a class of fewer than 2 clips
-            (``trainers.splits.check_classes``); ``fsnas data inspect`` passes False.
+            (``trainers.splits.check_classes``), and after the split a class with fewer than
+            ``MIN_CLIPS_PER_SPLIT`` clips in train, valid or test
+            (``trainers.splits.check_every_split_has_every_class``); ``fsnas data inspect``
+            passes False.
         pitch_shift_semitones: shift every clip's pitch by this many semitones before the
             log-mel (``trainers.audio.pitch_shift``; robustness evaluation); each shift is its
             own cache entry.
 
     Raises:
         DataError: the source is malformed (a file listed twice, a class without training
-            clips, with ``trainable`` too few classes or clips); BadAudioError (a DataError)
+            clips, with ``trainable`` too few classes or clips, or a class missing from a
+            split); BadAudioError (a DataError)
             for bad files under ``"fail"``.
     """
     started = time.perf_counter()
@@ -550,7 +558,8 @@ def load_features(
         )
     if trainable:
         check_classes(source)
-    splits = assign_splits(source, split_ratios, seed)
+    min_per_split = MIN_CLIPS_PER_SPLIT if trainable else 0
+    splits = assign_splits(source, split_ratios, seed, min_per_split)
     key = cache_key(source, splits, cfg, on_bad_audio, pitch_shift_semitones)
     root = Path(cache_dir)
     entry = root / key
@@ -578,6 +587,7 @@ def load_features(
             split_ratios,
             seed,
             pitch_shift_semitones,
+            min_per_split,
         )
     except OSError as exc:
         # a full disk, a quota or a read-only folder: the partial entry is already removed
@@ -628,6 +638,7 @@ def _build_into(
     split_ratios: Sequence[float],
     seed: int,
     pitch_shift_semitones: float = 0.0,
+    min_per_split: int = MIN_CLIPS_PER_SPLIT,
 ) -> None:
     """Build the entry in a temporary folder of ``root`` and rename it to ``entry`` when done.
 
@@ -653,6 +664,7 @@ def _build_into(
             split_ratios,
             seed,
             pitch_shift_semitones,
+            min_per_split,
         )
         try:
             workdir.rename(entry)

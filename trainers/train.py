@@ -502,6 +502,7 @@ def fit(
     train_config: TrainConfig | None = None,
     device: str | torch.device = "cpu",
     report: ReportFn | None = None,
+    gpu_share: float | None = None,
 ) -> TrialResult:
     """Return the TrialResult of training ``spec`` on ``data``; never raises for a failed trial.
 
@@ -517,6 +518,10 @@ def fit(
             the costs known before training (``params``, ``gflops``,
             ``train_vram_estimate_mb``, ``infer_vram_estimate_mb``); raising ``StopTrial``
             from it ends the trial with status ``pruned``.
+        gpu_share: the fraction of the CUDA device this trial was given (a fractional
+            ``gpus_per_trial``); a design whose estimated training memory exceeds that part of
+            the device's memory is refused before it is built (status ``infeasible``,
+            ``trainers.cost.refuse_too_large``). None: the device's free memory.
 
     Returns:
         A TrialResult. ``metrics`` holds the best validation epoch's ``val_*`` values,
@@ -538,7 +543,7 @@ def fit(
         result.device = str(dev)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        _run_trial(spec, data, config, dev, report, result)
+        _run_trial(spec, data, config, dev, report, result, gpu_share)
         raised = False
     except SpecError as exc:
         _fail(result, "invalid", exc)
@@ -575,6 +580,7 @@ def _run_trial(
     dev: torch.device,
     report: ReportFn | None,
     result: TrialResult,
+    gpu_share: float | None = None,
 ) -> None:
     """Train and evaluate, filling ``result`` in place (so a failure keeps what was recorded)."""
     check_train_config(config)
@@ -589,6 +595,7 @@ def _run_trial(
         config.optimizer,
         task,
         dev,
+        gpu_share=gpu_share,
     )
     static = _static_costs(spec, data, config)  # raises SpecError for an invalid spec
     result.extra["static_costs_seconds"] = time.perf_counter() - costs_started

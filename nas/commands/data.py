@@ -99,7 +99,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     from trainers.errors import DataError
     from trainers.features import load_features
     from trainers.sources import open_source
-    from trainers.splits import check_classes
+    from trainers.splits import assign_splits, check_classes
 
     started = time.perf_counter()
     features = load_features(
@@ -113,7 +113,9 @@ def run_inspect(args: argparse.Namespace) -> int:
         trainable=False,  # inspecting is fine; say below what training would refuse
     )
     try:
-        check_classes(open_source(args.data, label_regex=args.label_regex))
+        source = open_source(args.data, label_regex=args.label_regex)
+        check_classes(source)
+        assign_splits(source, seed=args.seed)  # a class missing from valid or test
     except DataError as exc:
         warnings.warn(f"training would refuse this data: {exc}", FsnasWarning, stacklevel=1)
     report = summarise(features, time.perf_counter() - started)

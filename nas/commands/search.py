@@ -132,8 +132,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Run (or resume) a multi-objective search with Ray Tune and Optuna. Flags override "
             "the config file's keys. Re-running the same command (same --study and --storage) "
-            "continues an interrupted search. Results: `fsnas pareto --study NAME`, MLflow "
-            "(`fsnas ui`)."
+            "continues an interrupted search. Exit 0 done, 2 bad input, 3 the Ray head of "
+            "--address stopped answering mid-search, 130/143 SIGINT/SIGTERM. Results: "
+            "`fsnas pareto --study NAME`, MLflow (`fsnas ui`)."
         ),
     )
     add_study_flags(parser)
@@ -142,7 +143,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, run the search, print the front; exit 0 (130 / 143 on SIGINT / SIGTERM,
-    after printing what finished and the command that resumes)."""
+    after printing what finished and the command that resumes; 3 when the Ray head of
+    ``--address`` stops answering mid-search, ``nas.ray_backend.HEAD_LOST_EXIT``)."""
     from nas.config import load_config
     from nas.search import SearchInterruptedWithOutcome, outcome_text, run_search
     from nas.spaces import study_space

@@ -88,7 +88,9 @@ def test_the_flag_shows_in_the_front_table() -> None:
 def test_run_trial_flags_a_fake_measurement_over_its_share(
     data: FeatureSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fake_fit(spec: Any, data: Any, config: Any, device: Any, report: Any = None) -> Any:
+    def fake_fit(
+        spec: Any, data: Any, config: Any, device: Any, report: Any = None, share: Any = None
+    ) -> Any:
         return TrialResult(
             status="complete",
             metrics={"val_accuracy": 0.5},

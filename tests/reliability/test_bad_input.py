@@ -187,7 +187,8 @@ def test_a_class_emptied_by_skipped_files_is_named(tmp_path: Path) -> None:
     for i in range(4):
         write_tone(tmp_path / "data" / "ok" / f"{i}.wav")
     (tmp_path / "data" / "broken").mkdir()
-    for name in ("x.wav", "y.wav"):  # two clips: the minimum a class needs before decoding
+    # three clips: the minimum a class needs before decoding (one each in train, valid, test)
+    for name in ("x.wav", "y.wav", "z.wav"):
         (tmp_path / "data" / "broken" / name).write_text("not audio")
     with pytest.raises(DataError, match=r"without training clips: 'broken' \(no clips\)"):
         load_features(

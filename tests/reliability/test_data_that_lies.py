@@ -1,5 +1,6 @@
 """Data that lies: repeated manifest rows, a file under two labels or in two splits, one class,
-a class of one clip, ``folder:`` at a file, clips padded to an hour.
+a class of one clip, a class the split leaves out of valid or test, ``folder:`` at a file, clips
+padded to an hour.
 
 Each is refused before any feature is written (exit 2 on the command line, one line naming the
 file, line or class), except where the issue asks for a warning; nothing leaks from train into
@@ -8,6 +9,7 @@ the evaluation.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -143,6 +145,70 @@ def test_inspecting_one_class_works_and_says_training_would_refuse(
     err = capsys.readouterr().err
     assert "fsnas data: warning: training would refuse this data: " in err
     assert "only one class, 'dog'" in err
+
+
+# -- a class with no clip in valid or test --------------------------------------------------------
+def test_a_class_the_split_leaves_out_of_valid_or_test_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 'cat' has 2 clips: one to train on, one to evaluate, so it passed the class check, and
+    # the drawn split trained on it while valid or test (or both) held none of it
+    for i in range(10):
+        write_tone(tmp_path / "data" / "dog" / f"{i}.wav", 300 + 30 * i)
+    for i in range(2):
+        write_tone(tmp_path / "data" / "cat" / f"{i}.wav", 900 + 30 * i)
+    argv = ["train", "--preset", "pons_cbmi_time", "--data", f"folder:{tmp_path / 'data'}"]
+    argv += ["--epochs", "1", "--tracking-uri", "none", "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    line = _one_line_error(capsys, "train")
+    shown = r"1 class\(es\) below 1 clip in a split: 'cat' has 0 in (valid|test)[^;]* \("
+    assert re.search(shown + r"train [12], valid [01], test [01]\); ", line), line
+    assert "'dog'" not in line
+    assert "needs at least 1 clip in each of train, valid, test" in line
+    assert "give each of these classes at least 3 clips" in line
+    assert not (tmp_path / "cache").exists()  # refused before any feature was written
+    # inspecting still works, and says what training would refuse
+    argv = ["data", "inspect", "--data", f"folder:{tmp_path / 'data'}"]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "training would refuse this data: " in capsys.readouterr().err
+    # a third clip is enough: the split then places one in each of train, valid and test
+    write_tone(tmp_path / "data" / "cat" / "2.wav", 990)
+    features = load_features(f"folder:{tmp_path / 'data'}", SMALL, cache_dir=tmp_path / "cache")
+    for split in (features.train, features.valid, features.test):
+        assert sum(Path(p).parent.name == "cat" for p in split.paths) >= 1
+
+
+def test_a_manifest_split_without_a_class_in_test_is_refused_naming_it(tmp_path: Path) -> None:
+    names = _clips(tmp_path, 18)
+    splits = {
+        name: ("test" if i >= 15 and _label(name) != "b" else "train")
+        for i, name in enumerate(names)
+    }
+    splits.update({names[3]: "valid", names[4]: "valid", names[5]: "valid"})
+    rows = [f"{name},{_label(name)},{splits[name]}" for name in names]
+    path = _manifest(tmp_path, rows, "path,label,split")
+    with pytest.raises(DataError) as info:
+        load_features(f"csv:{path}", SMALL, cache_dir=tmp_path / "cache")
+    message = str(info.value)
+    assert f"csv:{path}: 1 class(es) below 1 clip in a split: 'b' has 0 in test" in message
+    assert "(train 5, valid 1, test 0)" in message
+    assert "add clips of these classes to those splits of the layout (manifest column" in message
+    assert not (tmp_path / "cache").exists()
+    # inspecting (not trainable) reads it as laid out
+    inspected = load_features(f"csv:{path}", SMALL, cache_dir=tmp_path / "cache", trainable=False)
+    assert len(inspected.test) == 2
+
+
+def test_a_class_short_of_a_split_after_skipping_bad_files_is_refused(tmp_path: Path) -> None:
+    for i in range(6):
+        write_tone(tmp_path / "data" / "dog" / f"{i}.wav", 300 + 30 * i)
+    for i in range(2):
+        write_tone(tmp_path / "data" / "cat" / f"{i}.wav", 900 + 30 * i)
+    (tmp_path / "data" / "cat" / "2.wav").write_text("not audio")  # 3 clips until decoded
+    with pytest.raises(DataError, match=r"'cat' has 0 in (valid|test).*at least 3 clips"):
+        load_features(
+            f"folder:{tmp_path / 'data'}", SMALL, cache_dir=tmp_path / "cache", on_bad_audio="skip"
+        )
 
 
 # -- weak: folder: at a file; clip_seconds of an hour -------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 import trainers.train as train_module
 from nas.cli import main
+from nas.study import GPU_SHARE_ATTR
 from search_spaces import ArchSpec, Branch, ConvBlock, Head
 from tests.trainers.test_train import SPEC, toy_features
 from trainers.cost import DesignTooLarge, refuse_too_large
@@ -73,6 +74,95 @@ def test_in_a_trial_a_design_too_large_is_infeasible_not_a_crash(
     result = fit(SPEC, toy_features(), TrainConfig(epochs=1, batch_size=16))
     assert result.status == "infeasible", result.reason
     assert "too large for this machine" in result.reason and "parameters" in result.reason
+
+
+def _fake_gpu(monkeypatch: pytest.MonkeyPatch, total: int, free: int | None = None) -> None:
+    """Make torch see one CUDA device of ``total`` bytes (``free`` of them free); no GPU used."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda, "mem_get_info", lambda *a: (total if free is None else free, total)
+    )
+
+
+def test_a_gpu_trial_too_large_for_its_share_is_refused_naming_the_share_and_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trainers.cost import MIB, train_vram_estimate
+
+    data = toy_features()
+    shape = (SPEC, data.n_mels, data.n_frames, data.n_classes, 16)
+    need = int(train_vram_estimate(*shape)["train_vram_estimate_mb"] * MIB)
+    total = 2 * need  # the whole device holds the design, a quarter of it does not
+    _fake_gpu(monkeypatch, total)
+    refuse_too_large(*shape, device="cuda")  # no share: the device's free memory
+    refuse_too_large(*shape, device="cuda", gpu_share=0.75)  # 1.5x the need: fits
+    with pytest.raises(DesignTooLarge) as info:
+        refuse_too_large(*shape, device="cuda", gpu_share=0.25)
+    text = str(info.value)
+    assert "too large for its GPU share" in text, text
+    assert f"its GPU share (0.25 of the {total:,} bytes of GPU cuda)" in text, text
+    assert f"({total // 4:,} bytes)" in text and f"({need:,} bytes)" in text, text
+    assert "resources.gpus_per_trial" in text
+    # other processes already hold part of the share: the free memory decides, and says so
+    _fake_gpu(monkeypatch, 4 * need, free=need // 2)
+    with pytest.raises(DesignTooLarge, match=r"the free memory of GPU cuda \(its share: 0.5 of"):
+        refuse_too_large(*shape, device="cuda", gpu_share=0.5)
+
+
+def test_a_search_trial_passes_its_gpu_share_to_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainers.cost as cost
+    from nas.trial import TrialSettings, record_from_result, run_trial
+
+    asked: list[object] = []
+
+    def budget(device: object = "cpu", gpu_share: float | None = None) -> tuple[int, str]:
+        asked.append(gpu_share)
+        return 100_000, f"its GPU share ({gpu_share:g} of the 400,000 bytes of GPU cuda)"
+
+    monkeypatch.setattr(cost, "memory_available", budget)
+    train = TrainConfig(epochs=1, batch_size=16)
+    settings = TrialSettings(train, (), gpu_share=0.25)
+    out = run_trial({"spec": SPEC.to_dict()}, toy_features(), settings, None, "cpu")
+    record = record_from_result(out, 0)
+    assert asked == [0.25]
+    assert record is not None and record.status == "infeasible", record
+    assert "its GPU share (0.25 of the 400,000 bytes" in record.reason, record.reason
+
+
+@pytest.mark.parametrize(
+    ("assigned", "cuda", "device", "share"),
+    [(0.25, True, "cuda", 0.25), (1.0, True, "cuda", None), (0.5, False, "cpu", None)],
+)
+def test_the_worker_hands_a_fractional_gpu_share_to_the_trial(
+    monkeypatch: pytest.MonkeyPatch, assigned: float, cuda: bool, device: str, share: object
+) -> None:
+    import torch
+
+    import nas.ray_backend as backend
+    from nas.trial import TrialSettings
+
+    class Context:
+        def get_assigned_resources(self) -> dict[str, float]:
+            return {"CPU": 1.0, "GPU": assigned}
+
+        def get_node_id(self) -> str:
+            return "node"
+
+    monkeypatch.setattr(backend.ray, "get_runtime_context", Context)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: None)
+    seen: list[tuple[object, str]] = []
+
+    def trial_fn(config: object, data: object, settings: TrialSettings, *rest: object) -> dict:
+        seen.append((settings.gpu_share, str(rest[1])))
+        return {}
+
+    settings = TrialSettings(TrainConfig(epochs=1), ())
+    final = backend._train_on_device(trial_fn, {}, toy_features(), settings)
+    assert seen == [(share, device)] and final[GPU_SHARE_ATTR] == assigned
 
 
 # -- exploding losses ---------------------------------------------------------------------------

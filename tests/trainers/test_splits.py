@@ -58,8 +58,48 @@ def test_groups_never_leak_across_splits() -> None:
 
 
 def test_tiny_strata_still_fill_valid_and_test() -> None:
+    # 8/1/1 overall would leave one class out of valid and the other out of test: every class
+    # of 3 clips or more gets one in each split of positive share (MIN_CLIPS_PER_SPLIT)
     clips = _clips({"a": 5, "b": 5})
-    assert Counter(stratified_split(clips, seed=0)) == {"train": 8, "valid": 1, "test": 1}
+    splits = stratified_split(clips, seed=0)
+    assert Counter(splits) == {"train": 6, "valid": 2, "test": 2}
+    per_label = Counter((c.labels[0], s) for c, s in zip(clips, splits))
+    assert {k: per_label[k] for k in per_label} == {
+        (label, split): 3 if split == "train" else 1
+        for label in "ab"
+        for split in ("train", "valid", "test")
+    }
+
+
+def test_every_class_of_three_clips_reaches_every_split_of_positive_share() -> None:
+    clips = _clips({"a": 3, "b": 3, "c": 4, "d": 30})
+    for seed in range(5):
+        splits = stratified_split(clips, (0.8, 0.1, 0.1), seed=seed)
+        per_label = Counter((c.labels[0], s) for c, s in zip(clips, splits))
+        assert all(per_label[lab, s] >= 1 for lab in "abcd" for s in ("train", "valid", "test"))
+    # a zero share stays empty, and is not asked for
+    splits = stratified_split(clips, (0.8, 0.0, 0.2), seed=0)
+    assert "valid" not in splits
+    source = Source("folder:x", None, clips, ["a", "b", "c", "d"], "single_label")
+    assert assign_splits(source, (0.8, 0.0, 0.2), seed=0) == splits
+
+
+def test_a_class_missing_from_a_split_is_refused_with_its_counts() -> None:
+    clips = _clips({"a": 2, "b": 10})
+    source = Source("folder:x", None, clips, ["a", "b"], "single_label")
+    with pytest.raises(
+        DataError, match=r"'a' has 0 in valid and 0 in test \(train 2, valid 0, test 0\)"
+    ):
+        assign_splits(source, (0.8, 0.1, 0.1), seed=0)
+    assert Counter(assign_splits(source, (0.8, 0.1, 0.1), seed=0, min_per_split=0))["train"] > 0
+    # an official split is kept as laid out, so a class it leaves out of test is refused
+    official = [
+        Clip(f"{i}.wav", (str(i % 2),), split="test" if i in (0, 2, 4) else "train")
+        for i in range(20)
+    ]
+    laid_out = Source("csv:m.csv", None, official, ["0", "1"], "single_label", "manifest")
+    with pytest.raises(DataError, match=r"'1' has 0 in test \(train 10, test 0\).*manifest"):
+        assign_splits(laid_out, (0.8, 0.1, 0.1), seed=0)
 
 
 def test_multi_label_stratifies_by_the_rarest_label() -> None:
