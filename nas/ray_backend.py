@@ -453,6 +453,10 @@ class TrialLedger:
             "running": set(),
         }
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.tell_lock = threading.Lock()  # a lock cannot be pickled; a copy gets its own
+
     def claim_weights(self, trial_id: str, number: int) -> str | None:
         """Return the path of the trial's weights, renamed to its Optuna number; None if none."""
         if self.weights_dir is None:

@@ -43,7 +43,7 @@ def test_quick_modes_write_results_and_summary(tmp_path: Path) -> None:
     out = ["--out-dir", str(tmp_path)]
     assert features_bench.main(["--quick", *out]) == 0
     features = _read(tmp_path / "features.json")
-    assert features["cpu"]["clips"] == 20 and features["cpu"]["speedup"] > 1.0
+    assert features["cpu"]["clips"] == 30 and features["cpu"]["speedup"] > 1.0
     assert features["cpu"]["cached_bytes_read"] > 0
 
     assert search_efficiency.main(["--quick", *out]) == 0
