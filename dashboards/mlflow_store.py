@@ -12,7 +12,6 @@ is imported lazily, inside the functions that talk to the store.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import subprocess
@@ -24,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from search_spaces.errors import FsnasError
+from search_spaces.errors import FsnasError, env_seconds
 
 DEFAULT_TRACKING_URI_FILE = "mlflow.db"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -205,16 +204,7 @@ def lower_http_retries() -> None:
 
 def default_finish_wait_s() -> float:
     """Return the end-of-study wait for a store that is down: $FSNAS_MLFLOW_FINISH_WAIT_S or 120."""
-    text = os.environ.get(FINISH_WAIT_ENV, "").strip()
-    if not text:
-        return _FINISH_WAIT_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise TrackingError(f"${FINISH_WAIT_ENV}: expected seconds, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise TrackingError(f"${FINISH_WAIT_ENV}: expected seconds >= 0, got {text!r}")
-    return value
+    return env_seconds(FINISH_WAIT_ENV, _FINISH_WAIT_S, TrackingError)
 
 
 # -- provenance -----------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ from nas.trial import (
     share_budget_mb,
     spec_record,
 )
+from search_spaces.errors import env_seconds
 from search_spaces.spec import ArchSpec
 from trainers.checkpoint import CHECKPOINT_FILENAME
 from trainers.featureset import FeatureSet
@@ -177,16 +178,7 @@ def head_lost_after_s() -> float:
     Raises:
         ConfigError: the variable is set to something other than seconds > 0.
     """
-    text = os.environ.get(HEAD_LOST_ENV, "").strip()
-    if not text:
-        return HEAD_LOST_AFTER_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"${HEAD_LOST_ENV}: expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"${HEAD_LOST_ENV}: expected seconds > 0, got {text!r}")
-    return value
+    return env_seconds(HEAD_LOST_ENV, HEAD_LOST_AFTER_S, ConfigError, allow_zero=False)
 
 
 def head_target(address: str | None) -> tuple[str, int] | None:

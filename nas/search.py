@@ -19,8 +19,6 @@ Ray-specific in ``nas.ray_backend``; ``docs/architecture.md`` follows one trial 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import queue
 import shlex
 import sys
@@ -62,7 +60,7 @@ from nas.study import (
     weights_folder,
 )
 from nas.trial import SHARE_EXCEEDED_KEY, TrialSettings
-from search_spaces.errors import SpecError, excerpt
+from search_spaces.errors import SpecError, env_seconds, excerpt
 from trainers.featureset import FeatureSet
 from trainers.metrics import PITCH_ROBUSTNESS_METRIC
 from trainers.result import TrainConfig
@@ -200,16 +198,7 @@ def refresh_every_s() -> float:
     Raises:
         ConfigError: the variable is set to something other than seconds >= 0.
     """
-    text = os.environ.get(REFRESH_ENV, "").strip()
-    if not text:
-        return REFRESH_EVERY_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"${REFRESH_ENV}: expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"${REFRESH_ENV}: expected seconds >= 0, got {text!r}")
-    return value
+    return env_seconds(REFRESH_ENV, REFRESH_EVERY_S, ConfigError)
 
 
 class TrackingThread:

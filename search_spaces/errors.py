@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import reprlib
 from typing import Any
 
@@ -40,3 +42,24 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
     if len(text) > limit + 20:
         text = text[:limit] + "…"
     return text
+
+
+def env_seconds(
+    name: str, default: float, error: type[Exception], *, allow_zero: bool = True
+) -> float:
+    """Return the seconds in the environment variable ``name``, or ``default`` when unset/blank.
+
+    Raises:
+        error: the value is not a finite number of seconds ``>= 0`` (``> 0`` without
+            ``allow_zero``), naming the variable and the value.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise error(f"${name}: expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise error(f"${name}: expected seconds {'>=' if allow_zero else '>'} 0, got {text!r}")
+    return value
