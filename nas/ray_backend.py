@@ -532,6 +532,15 @@ class FsnasOptunaSearch(OptunaSearch):
         self.repeats: RepeatGuard | None = None  # made at the first suggest
         self.interrupt: Interrupt | None = None  # a signal: no new trial (nas.interrupt)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the searcher for Tuner.restore (``save`` below writes nothing), which
+        # fsnas never uses (it resumes from the Optuna storage); the sampler may hold a thread
+        # lock (Optuna 5.1's NSGA-II), so it and the study holding it are left out, as the
+        # ledger leaves out its state
+        state = self.__dict__.copy()
+        state["_sampler"] = state["_ot_study"] = None
+        return state
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Return a config for a new Tune trial; repeats of known designs are not trained.
 
