@@ -29,14 +29,13 @@ import dataclasses
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import optuna
 import ray
@@ -48,7 +47,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
 from nas import pareto
-from nas.config import ConfigError, StudyConfig, parse_gpus_per_trial
+from nas.config import StudyConfig, parse_gpus_per_trial
+from nas.head_watchdog import (
+    HeadWatchdog,
+    head_lost_after_s,
+)
 from nas.interrupt import Interrupt
 from nas.study import (
     GPU_SHARE_ATTR,
@@ -78,7 +81,6 @@ from nas.trial import (
     share_budget_mb,
     spec_record,
 )
-from search_spaces.errors import env_seconds
 from search_spaces.spec import ArchSpec
 from trainers.checkpoint import CHECKPOINT_FILENAME
 from trainers.featureset import FeatureSet
@@ -158,27 +160,7 @@ def _check_head_answers(address: str) -> None:
         ) from None
 
 
-# -- the head, watched from the driver (--address) ---------------------------------------------
-HEAD_LOST_EXIT = 3
-"""Exit status of ``fsnas search`` when the Ray head stops answering mid-search."""
-HEAD_LOST_ENV = "FSNAS_HEAD_LOST_S"
-HEAD_LOST_AFTER_S = 10.0
-"""Seconds without a connection to the head before the driver stops (``$FSNAS_HEAD_LOST_S``).
-
-Ray's own core worker aborts the driver after ``gcs_rpc_server_reconnect_timeout_s`` (60 s)
-with native log lines only; keep this below it (above 60 s Ray's abort comes first)."""
-HEAD_PROBE_EVERY_S = 1.0
-HEAD_TELL_WAIT_S = 10.0
-"""The most the watchdog waits for a trial being told to Optuna before it exits."""
-
-
-def head_lost_after_s() -> float:
-    """Return the seconds the head may stay silent: ``$FSNAS_HEAD_LOST_S`` or 10.
-
-    Raises:
-        ConfigError: the variable is set to something other than seconds > 0.
-    """
-    return env_seconds(HEAD_LOST_ENV, HEAD_LOST_AFTER_S, ConfigError, allow_zero=False)
+# -- the head, watched from the driver (--address): nas.head_watchdog -----------------------
 
 
 def head_target(address: str | None) -> tuple[str, int] | None:
@@ -197,96 +179,6 @@ def head_target(address: str | None) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit():
         return None
     return host, int(port)
-
-
-def _connects(target: tuple[str, int], timeout_s: float) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(target, timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-class HeadWatchdog:
-    """A driver thread that probes the Ray head (a TCP connect every ``every_s``) and, once it
-    has not answered for ``after_s``, prints one line and ends the process (``HEAD_LOST_EXIT``).
-
-    Without it the driver's core worker waits 60 s for the lost head and then aborts the
-    process with native log lines. Every finished trial is already in the Optuna storage (each
-    is told as it ends); the watchdog takes ``lock`` (held while a trial is told) first, so it
-    never leaves in the middle of one. ``on_lost(address, after_s)`` returns the line to print
-    (the search's counts the stored trials and flushes MLflow); the trials a resume asks again
-    are those still running.
-    """
-
-    def __init__(
-        self,
-        address: str,
-        target: tuple[str, int],
-        on_lost: Callable[[str, float], str] | None = None,
-        *,
-        lock: threading.Lock | None = None,
-        after_s: float = HEAD_LOST_AFTER_S,
-        every_s: float = HEAD_PROBE_EVERY_S,
-        connects: Callable[[tuple[str, int], float], bool] = _connects,
-        exit_process: Callable[[int], Any] = os._exit,
-        stream: TextIO | None = None,
-    ) -> None:
-        self.address = address
-        self.target = target
-        self.on_lost = on_lost
-        self.lock = lock if lock is not None else threading.Lock()
-        self.after_s = after_s
-        self.every_s = every_s
-        self.fired = False
-        self._connects = connects
-        self._exit = exit_process
-        self._stream = stream
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fsnas-head-watchdog", daemon=True)
-
-    def start(self) -> None:
-        """Start probing."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop probing (the search is over); returns at once."""
-        self._stop.set()
-
-    def _run(self) -> None:
-        answered = time.monotonic()
-        failures = 0
-        while not self._stop.wait(self.every_s):
-            if self._connects(self.target, min(self.every_s, 2.0)):
-                answered, failures = time.monotonic(), 0
-                continue
-            failures += 1
-            if failures >= 2 and time.monotonic() - answered >= self.after_s:
-                if not self._stop.is_set():
-                    self.fire()
-                return
-
-    def fire(self) -> None:
-        """Print the line, flush, and end the process with ``HEAD_LOST_EXIT``."""
-        self.fired = True
-        self.lock.acquire(timeout=HEAD_TELL_WAIT_S)  # never released: the process ends
-        message = (
-            f"fsnas: the Ray head at {self.address} stopped answering (no connection for "
-            f"{self.after_s:g} s); the finished trials are in the study's storage: start the "
-            "cluster again and run the same command to resume"
-        )
-        if self.on_lost is not None:
-            try:
-                message = self.on_lost(self.address, self.after_s)
-            except Exception as exc:  # the line must come out whatever the count did
-                message += f" (could not count them: {type(exc).__name__}: {exc})"
-        out = self._stream or sys.stderr
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-        print(message, file=out, flush=True)
-        self._exit(HEAD_LOST_EXIT)
 
 
 # -- trained weights: from any worker to the driver's node ------------------------------------

@@ -144,7 +144,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the config, run the search, print the front; exit 0 (130 / 143 on SIGINT / SIGTERM,
     after printing what finished and the command that resumes; 3 when the Ray head of
-    ``--address`` stops answering mid-search, ``nas.ray_backend.HEAD_LOST_EXIT``)."""
+    ``--address`` stops answering mid-search, ``nas.head_watchdog.HEAD_LOST_EXIT``)."""
     from nas.config import load_config
     from nas.search import SearchInterruptedWithOutcome, outcome_text, run_search
     from nas.spaces import study_space

@@ -30,9 +30,11 @@ from typing import Any
 
 import pytest
 
+import nas.head_watchdog as watchdog
 import nas.ray_backend as backend
 from nas.config import ConfigError, from_dict
-from nas.ray_backend import HEAD_LOST_EXIT, HeadWatchdog, head_lost_after_s, head_target
+from nas.head_watchdog import HEAD_LOST_EXIT, HeadWatchdog, head_lost_after_s
+from nas.ray_backend import head_target
 from nas.search import head_lost_message
 from nas.study import NODE_ATTR, RECORD_ATTR, STATUS_ATTR
 from tests.nas._study import tiny_config, write_config
@@ -374,12 +376,12 @@ def test_only_a_joined_cluster_is_watched(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_silence_allowed_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(backend.HEAD_LOST_ENV, raising=False)
-    assert head_lost_after_s() == backend.HEAD_LOST_AFTER_S
-    monkeypatch.setenv(backend.HEAD_LOST_ENV, "25")
+    monkeypatch.delenv(watchdog.HEAD_LOST_ENV, raising=False)
+    assert head_lost_after_s() == watchdog.HEAD_LOST_AFTER_S
+    monkeypatch.setenv(watchdog.HEAD_LOST_ENV, "25")
     assert head_lost_after_s() == 25.0
     for bad in ("soon", "0", "-1", "nan"):
-        monkeypatch.setenv(backend.HEAD_LOST_ENV, bad)
+        monkeypatch.setenv(watchdog.HEAD_LOST_ENV, bad)
         with pytest.raises(ConfigError, match=rf"\$FSNAS_HEAD_LOST_S: expected seconds.*{bad}"):
             head_lost_after_s()
 
