@@ -188,14 +188,123 @@ def fsdd_subset(work: Path, per_class: int) -> str:
 
 
 # -- the study -----------------------------------------------------------------------------------
-@dataclass
-class TrialOutcome:
-    variant: str
-    seed: int
+@dataclass(frozen=True)
+class Job:
+    """One walk network × seed of one data set: all a worker process needs (picklable)."""
+
+    name: str
+    data_arg: str
+    kind: str
+    evals: dict[str, tuple[str, str]]
+    cache: str
+    epochs: int
+    threads: int
+    channels: int
+    study_shifts: tuple[float, ...]
+    seeds: tuple[int, ...]
+    steps: tuple[int, ...] | None
     number: int
-    record: Any
-    # data set name -> shift -> primary metric
-    evaluated: dict[str, dict[float, float]]
+
+
+# per process: the data set and its plan, loaded once (from the feature cache) and reused
+_LOADED: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+
+def study_data(job: Job) -> tuple[Any, Any, Any]:
+    """Return (feature config, FeatureSet with shifted valid splits, walk plan) of ``job``."""
+    from nas.ablation import study_plan
+    from trainers.features import default_feature_config, load_features
+
+    key = (job.data_arg, job.kind)
+    if key not in _LOADED:
+        # 64 mels x 101 frames: 16 kHz, hop 160 (instruments); FSDD's anchor: 8 kHz, hop 80
+        cfg = default_feature_config(job.kind)
+        cache = Path(job.cache)
+        data = load_features(job.data_arg, cfg, cache_dir=cache, seed=0)
+        for shift in job.study_shifts:
+            shifted = load_features(
+                job.data_arg, cfg, cache_dir=cache, seed=0, pitch_shift_semitones=shift
+            )
+            data.valid_shifted[float(shift)] = shifted.valid
+        plan = study_plan(
+            "vgg-to-vertical", data.n_mels, data.n_frames, job.seeds, channels=job.channels
+        )
+        variants = [v for i, v in enumerate(plan.variants) if job.steps is None or i in job.steps]
+        _LOADED[key] = (cfg, data, replace(plan, variants=tuple(variants)))
+    return _LOADED[key]
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train one network × seed, evaluate it at every shift; return plain values (picklable)."""
+    import torch
+
+    from nas.bundle import ExportedModel, WaveformFeatures
+    from nas.evaluate import evaluate_bundle
+    from nas.trial import record_from_fit
+    from search_spaces.build import build_model
+    from trainers.checkpoint import load_checkpoint
+    from trainers.metrics import PRIMARY_METRIC
+    from trainers.result import TrainConfig
+    from trainers.train import fit
+
+    started = time.monotonic()
+    torch.set_num_threads(job.threads)
+    cfg, data, plan = study_data(job)
+    trial = plan.trials()[job.number]
+    variant = plan.variants[trial.variant]
+    metric = PRIMARY_METRIC[data.task]
+    ckpt = Path(job.cache).parent / f"ckpt-{job.name}-{trial.number}"
+    config = TrainConfig(
+        epochs=job.epochs,
+        batch_size=16,
+        lr=3e-3,
+        seed=trial.seed,
+        checkpoint_dir=str(ckpt),
+        num_threads=job.threads,
+    )
+    result = fit(variant.spec, data, config, "cpu")
+    record = record_from_fit(
+        variant.spec, result, config, trial.number, input_shape=(data.n_mels, data.n_frames)
+    )
+    evaluated: dict[str, dict[float, float]] = {}
+    if result.status == "complete" and result.checkpoint:
+        state, _ = load_checkpoint(str(result.checkpoint))
+        model = build_model(variant.spec, data.n_mels, data.n_frames, data.n_classes)
+        model.load_state_dict(state)
+        bundle = ExportedModel(
+            model=model.eval(),
+            features=WaveformFeatures(cfg),
+            labels=list(data.labels),
+            task=data.task,
+            spec=variant.spec,
+            feature_config=cfg,
+            n_mels=data.n_mels,
+            n_frames=data.n_frames,
+            directory=ckpt,
+        )
+        with torch.no_grad():
+            for eval_name, (eval_arg, split) in job.evals.items():
+                shifts = SHIFTS if eval_name == "test" else (0.0,)
+                ev = evaluate_bundle(
+                    bundle,
+                    eval_arg,
+                    split=split,  # type: ignore[arg-type]
+                    shifts=shifts,
+                    cache_dir=Path(job.cache),  # type: ignore[arg-type]
+                )
+                evaluated[eval_name] = {r.pitch_shift_semitones: r.metrics[metric] for r in ev.rows}
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return {
+        "variant": variant.name,
+        "seed": trial.seed,
+        "number": trial.number,
+        "record": record.to_dict(),
+        "evaluated": evaluated,
+        "status": result.status,
+        "test": result.metrics.get("test_" + metric, float("nan")),
+        "robust": result.metrics.get("val_pitch_robustness", float("nan")),
+        "seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def run_dataset(
@@ -206,111 +315,80 @@ def run_dataset(
     cache: Path,
     kind: str = "csv",
 ) -> dict[str, Any]:
-    """Train every walk network × seed on ``data_arg`` and evaluate each at every shift."""
-    import torch
+    """Train every walk network × seed on ``data_arg`` and evaluate each at every shift.
 
-    from nas.ablation import study_plan
+    ``args.workers`` processes (spawned, ``args.threads`` torch threads each) share the trials;
+    the features are computed once here first, so the workers read them from the cache.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from dashboards.records import TrialRecord
     from nas.ablation_report import ablation_table, aggregate
-    from nas.bundle import ExportedModel, WaveformFeatures
-    from nas.evaluate import evaluate_bundle
     from nas.stats import summarize
-    from nas.trial import record_from_fit
-    from search_spaces.build import build_model
-    from trainers.checkpoint import load_checkpoint
-    from trainers.features import default_feature_config, load_features
     from trainers.metrics import PRIMARY_METRIC
-    from trainers.result import TrainConfig
-    from trainers.train import fit
 
     started = time.monotonic()
-    # 64 mels x 101 frames: 16 kHz, hop 160 (instruments); FSDD's anchor: 8 kHz, hop 80
-    cfg = default_feature_config(kind)
-    data = load_features(data_arg, cfg, cache_dir=cache, seed=0)
-    for shift in args.study_shifts:
-        shifted = load_features(data_arg, cfg, cache_dir=cache, seed=0, pitch_shift_semitones=shift)
-        data.valid_shifted[float(shift)] = shifted.valid
-    plan = study_plan(
-        "vgg-to-vertical", data.n_mels, data.n_frames, args.seed_list, channels=args.channels
+    base = Job(
+        name=name,
+        data_arg=data_arg,
+        kind=kind,
+        evals=evals,
+        cache=str(cache),
+        epochs=args.epochs,
+        threads=args.threads,
+        channels=args.channels,
+        study_shifts=tuple(float(s) for s in args.study_shifts),
+        seeds=tuple(args.seed_list),
+        steps=None if args.steps is None else tuple(args.steps),
+        number=0,
     )
-    variants = [v for i, v in enumerate(plan.variants) if args.steps is None or i in args.steps]
-    plan = replace(plan, variants=tuple(variants))
+    _, data, plan = study_data(base)  # features into the cache before any worker starts
     metric = PRIMARY_METRIC[data.task]
-    outcomes: list[TrialOutcome] = []
-    records = []
-    for trial in plan.trials():
-        variant = plan.variants[trial.variant]
-        ckpt = cache.parent / f"ckpt-{name}-{trial.number}"
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=16,
-            lr=3e-3,
-            seed=trial.seed,
-            checkpoint_dir=str(ckpt),
-            num_threads=args.threads,
-        )
-        result = fit(variant.spec, data, config, "cpu")
-        record = record_from_fit(
-            variant.spec, result, config, trial.number, input_shape=(data.n_mels, data.n_frames)
-        )
-        records.append(record)
-        evaluated: dict[str, dict[float, float]] = {}
-        if result.status == "complete" and result.checkpoint:
-            state, _ = load_checkpoint(str(result.checkpoint))
-            model = build_model(variant.spec, data.n_mels, data.n_frames, data.n_classes)
-            model.load_state_dict(state)
-            bundle = ExportedModel(
-                model=model.eval(),
-                features=WaveformFeatures(cfg),
-                labels=list(data.labels),
-                task=data.task,
-                spec=variant.spec,
-                feature_config=cfg,
-                n_mels=data.n_mels,
-                n_frames=data.n_frames,
-                directory=ckpt,
+    jobs = [replace(base, number=t.number) for t in plan.trials()]
+    # plan order: the VGG (the slowest network) first, so the pool does not end on it
+    done: list[dict[str, Any]] = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
+        futures = [pool.submit(run_job, job) for job in jobs]
+        for future in as_completed(futures):
+            out = future.result()
+            done.append(out)
+            print(
+                f"[{name}] {out['variant']} seed {out['seed']}: {out['status']} "
+                f"test {out['test']:.3f} robust {out['robust']:.3f} "
+                f"{json.dumps(out['evaluated'])} ({out['seconds']:.0f} s; "
+                f"{time.monotonic() - started:.0f} s in)",
+                file=sys.stderr,
+                flush=True,
             )
-            with torch.no_grad():
-                for eval_name, (eval_arg, split) in evals.items():
-                    shifts = SHIFTS if eval_name in ("test",) else (0.0,)
-                    ev = evaluate_bundle(
-                        bundle,
-                        eval_arg,
-                        split=split,
-                        shifts=shifts,
-                        cache_dir=cache,  # type: ignore[arg-type]
-                    )
-                    evaluated[eval_name] = {
-                        r.pitch_shift_semitones: r.metrics[metric] for r in ev.rows
-                    }
-        shutil.rmtree(ckpt, ignore_errors=True)
-        outcomes.append(TrialOutcome(variant.name, trial.seed, trial.number, record, evaluated))
-        print(
-            f"[{name}] {variant.name} seed {trial.seed}: {result.status} "
-            f"test {result.metrics.get('test_' + metric, float('nan')):.3f} "
-            f"robust {result.metrics.get('val_pitch_robustness', float('nan')):.3f} "
-            f"{json.dumps(evaluated)} ({time.monotonic() - started:.0f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
+    done.sort(key=lambda o: o["number"])
+    records = []
+    for out in done:
+        record = TrialRecord.from_dict(out["record"])
+        record.number = out["number"]
+        records.append(record)
+    by_number = {r.number: r for r in records}
     stats = aggregate(plan, records, f"test_{metric}")
     table = ablation_table(stats, f"test_{metric}", "estimated", seeds=len(args.seed_list))
     rows = []
     for variant in plan.variants:
-        mine = [o for o in outcomes if o.variant == variant.name and o.evaluated]
+        mine = [o for o in done if o["variant"] == variant.name and o["evaluated"]]
         row: dict[str, Any] = {"variant": variant.name, "n": len(mine)}
         if mine:
+            costs = by_number[mine[0]["number"]].costs
             row.update(
                 {
-                    k: mine[0].record.costs.get(k)
+                    k: costs.get(k)
                     for k in ("receptive_freq_bins", "receptive_whole_freq_depth", "params")
                 }
             )
         for eval_name in evals:
             for shift in SHIFTS if eval_name == "test" else (0.0,):
                 values = [
-                    o.evaluated[eval_name][shift]
+                    o["evaluated"][eval_name][shift]
                     for o in mine
-                    if shift in o.evaluated.get(eval_name, {})
+                    if shift in o["evaluated"].get(eval_name, {})
                 ]
                 if values:
                     s = summarize(values)
@@ -327,12 +405,13 @@ def run_dataset(
         "rows": rows,
         "trials": [
             {
-                "variant": o.variant,
-                "seed": o.seed,
-                "metrics": o.record.metrics,
-                "evaluated": o.evaluated,
+                "variant": o["variant"],
+                "seed": o["seed"],
+                "seconds": o["seconds"],
+                "metrics": by_number[o["number"]].metrics,
+                "evaluated": o["evaluated"],
             }
-            for o in outcomes
+            for o in done
         ],
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -392,10 +471,11 @@ def plot(results: dict[str, Any], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--channels", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="trials trained at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--steps", default=None, help="walk steps to run, e.g. 0,5 (default all)")
     parser.add_argument("--fsdd-per-class", type=int, default=60, help="FSDD train takes per digit")
     parser.add_argument("--skip-fsdd", action="store_true")
