@@ -99,15 +99,7 @@ def _design_key(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> Design
     """Return the cost-cache key of ``spec`` trained on ``data`` with ``config``."""
     from trainers import cost
 
-    return cost.design_key(
-        spec,
-        data.n_mels,
-        data.n_frames,
-        data.n_classes,
-        config.batch_size,
-        config.optimizer,
-        data.task,
-    )
+    return cost.design_key(spec, *cost.design_inputs(data, config))
 
 
 def _train_vram_estimate(
@@ -118,15 +110,7 @@ def _train_vram_estimate(
     from trainers import cost
 
     try:
-        return cost.train_vram_estimate(
-            spec,
-            data.n_mels,
-            data.n_frames,
-            data.n_classes,
-            config.batch_size,
-            config.optimizer,
-            data.task,
-        )
+        return cost.train_vram_estimate(spec, *cost.design_inputs(data, config))
     except FsnasError:
         return None  # an invalid spec: fit records it as "invalid" with the reason
 

@@ -34,7 +34,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -55,6 +55,10 @@ from trainers.cost_vram import (
     make_targets,
 )
 
+if TYPE_CHECKING:
+    from trainers.featureset import FeatureSet
+    from trainers.result import TrainConfig
+
 __all__ = [
     "STATIC_COST_CACHE",
     "CostError",
@@ -69,6 +73,7 @@ __all__ = [
     "cost_report",
     "count_flops",
     "count_params",
+    "design_inputs",
     "design_key",
     "estimate_infer_vram",
     "estimate_train_vram",
@@ -395,6 +400,24 @@ class DesignKey:
         """Return a short stable fingerprint (to check that an estimate sent along matches)."""
         text = json.dumps(dataclasses.astuple(self), separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+DesignInputs = tuple[int, int, int, int, Optimizer, Task]
+"""(n_mels, n_frames, n_classes, batch_size, optimizer, task): what follows ``spec`` in every
+per-design cost function of this module."""
+
+
+def design_inputs(data: FeatureSet, config: TrainConfig) -> DesignInputs:
+    """Return the cost inputs of a design trained on ``data`` with ``config`` (``DesignInputs``):
+    ``cost.static_costs(spec, *design_inputs(data, config))``."""
+    return (
+        data.n_mels,
+        data.n_frames,
+        data.n_classes,
+        config.batch_size,
+        config.optimizer,
+        data.task,
+    )
 
 
 def design_key(

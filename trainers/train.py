@@ -182,15 +182,7 @@ def _static_costs(spec: ArchSpec, data: FeatureSet, config: TrainConfig) -> dict
     Raises:
         SpecError: the spec does not fit the data's input shape.
     """
-    return cost.static_costs(
-        spec,
-        data.n_mels,
-        data.n_frames,
-        data.n_classes,
-        config.batch_size,
-        config.optimizer,
-        data.task,
-    )
+    return cost.static_costs(spec, *cost.design_inputs(data, config))
 
 
 LATENCY_BUDGET_S = 0.25
@@ -588,12 +580,7 @@ def _run_trial(
     costs_started = time.perf_counter()
     cost.refuse_too_large(  # raises DesignTooLarge before any tensor of the design exists
         spec,
-        data.n_mels,
-        data.n_frames,
-        data.n_classes,
-        config.batch_size,
-        config.optimizer,
-        task,
+        *cost.design_inputs(data, config),
         dev,
         gpu_share=gpu_share,
     )

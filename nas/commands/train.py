@@ -218,18 +218,10 @@ def run(args: argparse.Namespace) -> int:
             f"{described} does not fit the data's {data.n_mels} x {data.n_frames} input "
             f"(n_mels x n_frames): {exc}"
         ) from None
-    from trainers.cost import refuse_too_large
+    from trainers.cost import design_inputs, refuse_too_large
 
-    refuse_too_large(  # exit 2 before the model is built (a trial would record infeasible)
-        spec,
-        data.n_mels,
-        data.n_frames,
-        data.n_classes,
-        config.batch_size,
-        config.optimizer,
-        data.task,
-        device,
-    )
+    # exit 2 before the model is built (a trial would record infeasible)
+    refuse_too_large(spec, *design_inputs(data, config), device)
     print(
         f"training {spec.summary()} on {args.data}: {len(data.train)}/{len(data.valid)}/"
         f"{len(data.test)} clips (train/valid/test), {data.n_mels} x {data.n_frames}, "
