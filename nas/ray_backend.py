@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import shutil
@@ -96,6 +97,22 @@ PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 TrialFunction = Callable[..., dict[str, Any]]
 
 
+class _NoResultFilesWarning(logging.Filter):
+    """Drops Tune's "Failed to fetch metrics for N trial(s)" warning (one line per trial).
+
+    With Tune's per-trial result files off (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, above) the
+    ResultGrid that ``Tuner.fit`` builds at the end finds none of them; fsnas never reads it
+    (Optuna's storage and MLflow hold every result), so the warning only buries the front.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to fetch metrics for")
+
+
+_RESULT_FILES_FILTER = _NoResultFilesWarning()
+_EXPERIMENT_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
+
+
 def init_ray(address: str | None, num_cpus: int | None) -> bool:
     """Start local Ray or join ``address``; return True when this call started/joined Ray.
 
@@ -110,6 +127,8 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
     # fsnas never uses), would only cost the control loop time that grows with the study
     for key, value in _DRIVER_ENV.items():
         os.environ.setdefault(key, value)
+    if os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") == "1":
+        logging.getLogger(_EXPERIMENT_ANALYSIS_LOGGER).addFilter(_RESULT_FILES_FILTER)
     # fsnas's define-by-run function only samples; Ray's "took N seconds" hint is noise here
     warnings.filterwarnings("ignore", message="Define-by-run function passed", category=UserWarning)
     if ray.is_initialized():

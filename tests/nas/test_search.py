@@ -105,7 +105,10 @@ def test_invalid_and_broken_trials_are_results_not_exceptions(tiny_features) -> 
 
 @pytest.mark.slow
 def test_search_end_to_end_and_pareto_command(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     config = tiny_config(
@@ -121,7 +124,12 @@ def test_search_end_to_end_and_pareto_command(
     assert (
         main(["search", "--config", str(path), "--trials", "5", "--initial-spec", str(warm)]) == 0
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # Tune's per-trial result files are off: its end-of-run warning about them is dropped
+    noise = "Failed to fetch metrics for"
+    assert noise not in out + captured.err
+    assert not [r for r in caplog.records if r.getMessage().startswith(noise)]
     assert f"[e2e] warm start: 1 design(s) run first (tall ({warm}))" in out
     assert "[e2e] done 5/5" in out  # the live progress line
     # one reference point for the study, fixed once: the live hypervolume never falls
