@@ -1,12 +1,14 @@
 """``make bench``: run every benchmark, write its JSON and the summary table SUMMARY.md.
 
 CPU parts (<= 20 minutes on the 2-core machine): the VRAM estimator against DESIGN.md's
-measured anchors, features first run versus cache, framework overhead, search efficiency; and
-throughput (fsnas per-trial cost against Ray Tune's and Optuna's floors, 2000 trials per
-part: roughly an hour more on 2 cores; ``--only`` leaves it out, ``throughput.py --trials``
-sizes it). The GPU parts (``gpu_bench.py``) run where CUDA is available; without it they
-report "not run", and an earlier GPU result in the results folder is kept rather than
-overwritten by "not run".
+measured anchors, features first run versus cache, framework overhead, search efficiency; then
+throughput (fsnas per-trial cost against Ray Tune's and Optuna's floors, 2000 trials per part:
+roughly half an hour more on 2 cores; ``throughput.py --trials`` sizes it) and the timbre /
+FSDD pitch-shift study (``timbre_pitch.py``: the vgg-to-vertical walk, 3 seeds, under 30
+minutes on 2 cores; as root it installs fluidsynth and the GM soundfonts); ``--only`` picks
+parts. The GPU parts (``gpu_bench.py``) run where CUDA is available; without it they report
+"not run", and an earlier GPU result in the results folder is kept rather than overwritten by
+"not run".
 
 Usage: python benchmarks/run_all.py [--only NAME ...] [--quick] [--summary-only] [--out-dir DIR]
 """
@@ -31,6 +33,7 @@ import gpu_bench
 import overhead
 import search_efficiency
 import throughput
+import timbre_pitch
 import vram_estimator
 
 # result file name -> what it measures, in the table's order
@@ -40,6 +43,7 @@ RESULT_NAMES: dict[str, str] = {
     "overhead": "framework overhead",
     "search_efficiency": "search efficiency",
     "throughput": "throughput vs Ray/Optuna floors",
+    "timbre_pitch": "timbre + FSDD under pitch shift",
     "gpu_bench": "GPU",
 }
 
@@ -99,6 +103,9 @@ STEPS: dict[str, Callable[[Path | None, bool], int]] = {
     "overhead": lambda out, quick: overhead.main([*_quick(quick), *_out(out)]),
     "search_efficiency": lambda out, quick: search_efficiency.main([*_quick(quick), *_out(out)]),
     "throughput": lambda out, quick: throughput.main([*_quick(quick), *_out(out)]),
+    "timbre_pitch": lambda out, quick: timbre_pitch.main(
+        [*(["--smoke"] if quick else []), *([] if out is None else ["--out", str(out)])]
+    ),
     "gpu_bench": run_gpu,
 }
 

@@ -19,7 +19,7 @@ ablation table is ``nas.ablation_report.ablation_table``. Nothing audio is shipp
 setup installs the packages (``apt-get install fluidsynth fluid-soundfont-gm
 timgm6mb-soundfont``; root) and renders into a temporary folder.
 
-    python benchmarks/timbre_pitch.py --seeds 2 --epochs 6          # ~25 min on 2 cores
+    python benchmarks/timbre_pitch.py        # 5 seeds, 20 epochs: 12 min on 2 cores
     python benchmarks/timbre_pitch.py --smoke                       # seconds: tests
 """
 
@@ -471,13 +471,13 @@ def plot(results: dict[str, Any], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="trials trained at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--steps", default=None, help="walk steps to run, e.g. 0,5 (default all)")
-    parser.add_argument("--fsdd-per-class", type=int, default=60, help="FSDD train takes per digit")
+    parser.add_argument("--fsdd-per-class", type=int, default=120, help="FSDD train takes a digit")
     parser.add_argument("--skip-fsdd", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1 seed, 1 epoch, 2 steps")
     parser.add_argument("--out", default=str(benchlib.RESULTS_DIR))
