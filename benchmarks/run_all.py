@@ -4,7 +4,7 @@ CPU parts (<= 20 minutes on the 2-core machine): the VRAM estimator against DESI
 measured anchors, features first run versus cache, framework overhead, search efficiency; then
 throughput (fsnas per-trial cost against Ray Tune's and Optuna's floors, 2000 trials per part:
 roughly half an hour more on 2 cores; ``throughput.py --trials`` sizes it) and the timbre /
-FSDD pitch-shift study (``timbre_pitch.py``: the vgg-to-vertical walk, 3 seeds, under 30
+FSDD pitch-shift study (``timbre_pitch.py``: the vgg-to-vertical walk, 5 seeds, about 12
 minutes on 2 cores; as root it installs fluidsynth and the GM soundfonts); ``--only`` picks
 parts. The GPU parts (``gpu_bench.py``) run where CUDA is available; without it they report
 "not run", and an earlier GPU result in the results folder is kept rather than overwritten by

@@ -91,7 +91,8 @@ from trainers.featureset import FeatureSet
 # driver prints its own progress line instead of Tune's tables.
 _WORKER_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
 # read by Tune in the driver (see init_ray); a value the user set wins
-_DRIVER_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
+_LOGGERS_OFF_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+_DRIVER_ENV = {_LOGGERS_OFF_ENV: "1", "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
 # Tune's limit on trials waiting to start (read when a Tuner starts; see ``_pending_trials``)
 PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 # (config, data, settings, report, device) -> final report; nas.trial.run_trial is one
@@ -115,7 +116,7 @@ def shutdown_ray() -> None:
 class _NoResultFilesWarning(logging.Filter):
     """Drops Tune's "Failed to fetch metrics for N trial(s)" warning (one line per trial).
 
-    With Tune's per-trial result files off (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, above) the
+    With Tune's per-trial result files off (``_LOGGERS_OFF_ENV``, above) the
     ResultGrid that ``Tuner.fit`` builds at the end finds none of them; fsnas never reads it
     (Optuna's storage and MLflow hold every result), so the warning only buries the front.
     """
@@ -142,7 +143,7 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
     # fsnas never uses), would only cost the control loop time that grows with the study
     for key, value in _DRIVER_ENV.items():
         os.environ.setdefault(key, value)
-    if os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") == "1":
+    if os.environ.get(_LOGGERS_OFF_ENV) == "1":
         logging.getLogger(_EXPERIMENT_ANALYSIS_LOGGER).addFilter(_RESULT_FILES_FILTER)
     # fsnas's define-by-run function only samples; Ray's "took N seconds" hint is noise here
     warnings.filterwarnings("ignore", message="Define-by-run function passed", category=UserWarning)
