@@ -204,6 +204,14 @@ def vram_accuracy(n_random: int, budget_s: float) -> dict[str, Any]:
         "estimate_where_memtracker_ran": _errors([r["estimate_error_pct"] for r in both]),
         "memtracker": _errors([r["memtracker_error_pct"] for r in both]),
         "estimate_total": _errors([r["estimate_total_error_pct"] for r in measured]),
+        # train_reserved_mb: the caching-allocator simulation against max_memory_reserved
+        "estimate_reserved": _errors(
+            [
+                r["estimate_reserved_error_pct"]
+                for r in measured
+                if r.get("estimate_reserved_error_pct") is not None
+            ]
+        ),
         "cases": len(cases),
         "measured_cases": len(measured),
     }

@@ -97,13 +97,13 @@ def main() -> int:
     )
     print(
         f"\nVGG 5x(3x3,128): test accuracy {vgg.metrics.get('test_accuracy', float('nan')):.4f}, "
-        f"train VRAM {vgg.train_vram_mb:.1f} MB ({vgg.vram_source}) on {vgg.device}; "
-        f"budget {args.vram_fraction:g} x = {budget_mb:.1f} MB"
+        f"train VRAM {vgg.train_vram_mb:.1f} MiB ({vgg.vram_source}) on {vgg.device}; "
+        f"budget {args.vram_fraction:g} x = {budget_mb:.1f} MiB"
     )
     for r in winners:
         print(
             f"  trial {r.number}: test accuracy {r.metrics['test_accuracy']:.4f}, "
-            f"train VRAM {float(r.costs['train_vram_mb']):.1f} MB ({r.costs.get('vram_source')}) "
+            f"train VRAM {float(r.costs['train_vram_mb']):.1f} MiB ({r.costs.get('vram_source')}) "
             f"= {float(r.costs['train_vram_mb']) / vgg.train_vram_mb:.1%} of the VGG  "
             f"{r.spec_summary}" + ("  (warm start)" if r.initial_spec else "")
         )

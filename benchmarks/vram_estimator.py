@@ -146,12 +146,13 @@ def preset_rows() -> list[dict[str, Any]]:
         except SpecError:
             shape = (preset.n_mels, preset.n_frames, preset.n_classes)
             estimate = estimate_train_vram(preset.spec, *shape, 32, "adam", task="multi_label")
+        reserved = estimate.train_reserved_mb
         rows.append(
             {
                 "name": preset.name,
                 "input": f"32×1×{shape[0]}×{shape[1]}, {shape[2]} outputs",
                 "train_vram_mb": round(estimate.train_vram_mb, 1),
-                "train_reserved_mb": round(estimate.train_reserved_mb, 1),
+                "train_reserved_mb": None if reserved is None else round(reserved, 1),
                 "library_workspace_mb": round(estimate.breakdown["library_workspace"], 3),
             }
         )

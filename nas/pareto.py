@@ -372,7 +372,7 @@ class RunningFront:
 
 _UNDER_VRAM = re.compile(r"^max-metric-under-vram=(\d+(?:\.\d*)?)$")
 _TRIAL = re.compile(r"^trial=(\d+)$")
-SELECTION_RULES = ("knee", "best", "max-metric-under-vram=MB", "trial=N")
+SELECTION_RULES = ("knee", "best", "max-metric-under-vram=MiB", "trial=N")
 
 
 def select(
@@ -382,7 +382,8 @@ def select(
 
     Rules: ``knee`` (knee of the front), ``best`` (``dashboards.records.best_record``: best
     first objective among complete trials, ties to the lower VRAM, then the lower number),
-    ``max-metric-under-vram=MB`` (the same among those whose ``train_vram_mb`` <= MB),
+    ``max-metric-under-vram=MiB`` (the same among those whose ``train_vram_mb`` <= that many
+    MiB),
     ``trial=N`` (Optuna trial number N, any status).
 
     Raises:
@@ -416,7 +417,7 @@ def select(
         ]
         if not under:
             raise SelectionError(
-                f"selection rule {rule!r}: no complete trial has train_vram_mb <= {budget_mb:g}"
+                f"selection rule {rule!r}: no complete trial has train_vram_mb <= {budget_mb:g} MiB"
             )
         best = best_record(under, objectives)
         assert best is not None  # under is not empty

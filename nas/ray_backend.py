@@ -107,7 +107,8 @@ def shutdown_ray() -> None:
     3 ms after ``ray.shutdown``, from a thread started before Ray (the MLflow thread, still
     logging then, is the likely one): a finaliser of such an object, run by a later automatic
     collection on that thread, reaching the shut-down core worker. Collected here, they go
-    while Ray is up. (A mitigation: the crash did not reproduce on demand.)
+    while Ray is up, and a search's MLflow thread has stopped before this runs (``run``'s
+    ``before_shutdown``). (Mitigations: the crash did not reproduce on demand.)
     """
     gc.collect()
     ray.shutdown()
@@ -697,6 +698,7 @@ def run(
     weights_dir: Path | None = None,
     interrupt: Interrupt | None = None,
     on_head_lost: Callable[[str, float], str] | None = None,
+    before_shutdown: Callable[[], None] | None = None,
 ) -> str:
     """Run ``n_trials`` more trials of the study on Ray Tune; return the Tune experiment folder.
 
@@ -711,6 +713,10 @@ def run(
     With ``weights_dir`` every complete trial's best-epoch weights are written there (on the
     driver's node) as ``trial-NNNNN.safetensors`` and the record's ``costs["checkpoint"]``
     names the file. ``on_running(n)`` hears how many trials train as that number changes.
+
+    ``before_shutdown()`` runs once Tune has stopped and before a Ray this call started shuts
+    down (the driver stops its MLflow thread there: no thread but the main one runs while Ray
+    goes down, so no finaliser of a Ray object runs on another thread after it).
     """
     after_s = head_lost_after_s()  # a bad $FSNAS_HEAD_LOST_S fails before Ray starts
     started_here = init_ray(config.resources.address, config.resources.num_cpus)
@@ -740,8 +746,12 @@ def run(
                 tell_lock,
             )
         finally:
-            if started_here:
-                shutdown_ray()
+            try:
+                if before_shutdown is not None:
+                    before_shutdown()
+            finally:
+                if started_here:
+                    shutdown_ray()
             if watchdog is not None:  # after shutdown, which also waits for a lost head
                 watchdog.stop()
 

@@ -636,6 +636,8 @@ def run_search(
                 weights_dir=weights,
                 interrupt=interrupt,
                 on_head_lost=on_head_lost,
+                # MLflow's thread stops before Ray does (no Ray finaliser runs on it after)
+                before_shutdown=logger.close if logger is not None else None,
             )
         if interrupt.signum is not None:
             status = "KILLED"

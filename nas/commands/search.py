@@ -149,8 +149,12 @@ def run(args: argparse.Namespace) -> int:
     from nas.search import SearchInterruptedWithOutcome, outcome_text, run_search
     from nas.spaces import study_space
 
-    config = load_config(args.config, overrides(args))
-    study_space(config)  # a bad space name, file or design fails before any work
+    flags = overrides(args)
+    config = load_config(args.config, flags)
+    where = str(args.config) if args.config is not None else "config"
+    if any(value is not None for value in flags.values()):
+        where += " (with command-line flags)"  # as load_config names it
+    study_space(config, where=where)  # a bad space name, file or design fails before any work
     try:
         outcome = run_search(config)
     except SearchInterruptedWithOutcome as stopped:  # SIGINT / SIGTERM: what finished, how on

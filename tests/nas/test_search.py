@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import re
+import threading
 from pathlib import Path
 
 import optuna
@@ -120,6 +121,17 @@ def test_search_end_to_end_and_pareto_command(
     path = write_config(tmp_path / "e2e.yaml", config)
     warm = tmp_path / "tall.json"
     warm.write_text(WARM_START.to_json())
+    # the threads alive when Ray shuts down: MLflow's has stopped by then
+    from nas import ray_backend
+
+    at_shutdown: list[set[str]] = []
+    real_shutdown = ray_backend.shutdown_ray
+
+    def shutdown_ray() -> None:
+        at_shutdown.append({t.name for t in threading.enumerate()})
+        real_shutdown()
+
+    monkeypatch.setattr(ray_backend, "shutdown_ray", shutdown_ray)
     # --trials overrides the file's 6; the warm-start design is the study's first trial
     assert (
         main(["search", "--config", str(path), "--trials", "5", "--initial-spec", str(warm)]) == 0
@@ -132,6 +144,7 @@ def test_search_end_to_end_and_pareto_command(
     assert not [r for r in caplog.records if r.getMessage().startswith(noise)]
     assert f"[e2e] warm start: 1 design(s) run first (tall ({warm}))" in out
     assert "[e2e] done 5/5" in out  # the live progress line
+    assert len(at_shutdown) == 1 and "fsnas-tracking" not in at_shutdown[0], at_shutdown
     # one reference point for the study, fixed once: the live hypervolume never falls
     live = [float(v) for v in re.findall(r" · HV (\S+) · ", out)]
     assert len(live) == 5 and all(b >= a for a, b in itertools.pairwise(live)), live
