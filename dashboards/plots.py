@@ -205,6 +205,23 @@ def _use_log_axis(values: Sequence[float]) -> bool:
     return bool(values) and min(values) > 0 and max(values) / min(values) > _LOG_AXIS_RATIO
 
 
+# objectives whose value is a VRAM figure: estimated (no GPU) or measured, per trial
+_VRAM_OBJECTIVES = frozenset({"train_vram_mb", "train_reserved_mb", "infer_vram_mb"})
+
+
+def axis_title(objective: Objective, points: Sequence[_Point]) -> str:
+    """Return an axis title: the objective's title, whether its VRAM figures are estimated
+    (all plotted trials, or how many of them) and which way is better."""
+    title = objective.title
+    if objective.name in _VRAM_OBJECTIVES and points:
+        estimated = sum(1 for p in points if p.record.costs.get("vram_source") == "estimated")
+        if estimated == len(points):
+            title += ", estimated (no GPU)"
+        elif estimated:
+            title += f", estimated for {estimated} of {len(points)} trials"
+    return f"{title} ({'lower' if objective.direction == 'minimize' else 'higher'} is better)"
+
+
 def _title(study_name: str, x: Objective, y: Objective) -> str:
     return f"{study_name or 'study'}: {y.title} vs {x.title}"
 
@@ -322,11 +339,11 @@ def pareto_figure(
         margin={"t": 90},
     )
     fig.update_xaxes(
-        title_text=f"{x.title} ({'lower' if x.direction == 'minimize' else 'higher'} is better)",
+        title_text=axis_title(x, points),
         type="log" if _use_log_axis([p.x for p in points]) else "linear",
     )
     fig.update_yaxes(
-        title_text=f"{y.title} ({'lower' if y.direction == 'minimize' else 'higher'} is better)",
+        title_text=axis_title(y, points),
         type="log" if _use_log_axis([p.y for p in points]) else "linear",
     )
     return fig
@@ -404,8 +421,8 @@ def write_pareto_png(
         ax.set_xscale("log")
     if _use_log_axis([p.y for p in points]):
         ax.set_yscale("log")
-    ax.set_xlabel(f"{x.title} ({'lower' if x.direction == 'minimize' else 'higher'} is better)")
-    ax.set_ylabel(f"{y.title} ({'lower' if y.direction == 'minimize' else 'higher'} is better)")
+    ax.set_xlabel(axis_title(x, points))
+    ax.set_ylabel(axis_title(y, points))
     ax.set_title(
         f"{_title(study_name, x, y)}\n{_count_note(len(records), len(points))}", fontsize=10
     )

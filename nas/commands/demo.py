@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"fsnas demo: study {config.study}, {config.search.trials} trials x "
         f"{config.train.epochs} epochs on {config.data.source} "
-        "(CPU is fine; about 3 min on 2 cores)",
+        "(CPU is fine; 3-6 min on 2 cores)",
         flush=True,
     )
     started = time.monotonic()

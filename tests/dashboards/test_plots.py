@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -68,8 +69,26 @@ def test_hover_shows_spec_summary_objectives_and_costs(study: SyntheticStudy) ->
 
 def test_axes_name_objectives_with_direction(study: SyntheticStudy) -> None:
     fig = plots.pareto_figure(study.records, OBJECTIVES, VRAM, ACC)
-    assert fig.layout.xaxis.title.text == "peak training VRAM (MiB) (lower is better)"
+    # every synthetic trial's VRAM is estimated, and the axis says so
+    assert fig.layout.xaxis.title.text == (
+        "peak training VRAM (MiB), estimated (no GPU) (lower is better)"
+    )
     assert fig.layout.yaxis.title.text == "validation accuracy (higher is better)"
+
+
+def test_vram_axis_says_how_many_figures_are_estimated(study: SyntheticStudy) -> None:
+    records = copy.deepcopy(study.records)
+    plotted = [r for r in records if r.objectives.get("train_vram_mb") is not None]
+    plotted[0].costs["vram_source"] = "measured"
+    fig = plots.pareto_figure(records, OBJECTIVES, VRAM, ACC)
+    title = fig.layout.xaxis.title.text
+    assert title.startswith("peak training VRAM (MiB), estimated for ")
+    n, total = re.findall(r"estimated for (\d+) of (\d+) trials", title)[0]
+    assert int(n) == int(total) - 1 and int(total) > 1, title
+    for record in plotted:
+        record.costs["vram_source"] = "measured"
+    fig = plots.pareto_figure(records, OBJECTIVES, VRAM, ACC)
+    assert fig.layout.xaxis.title.text == "peak training VRAM (MiB) (lower is better)"
 
 
 def test_knee_is_marked(study: SyntheticStudy) -> None:
