@@ -286,6 +286,10 @@ class DesignResult:
     versus_base: dict[str, PairedComparison] = field(default_factory=dict)
     adjusted_p: dict[str, float] = field(default_factory=dict)
     on_front: bool = False
+    # the first objective's held-out counterpart (val_accuracy -> test_accuracy): reported
+    # beside the objectives, never used to choose or rank (the test split stays unseen)
+    held_out: Summary | None = None
+    held_out_vs_base: PairedComparison | None = None
 
     @property
     def name(self) -> str:
@@ -301,15 +305,23 @@ class DesignResult:
         return not math.isnan(p) and p < alpha
 
 
+def held_out_metric(metric: str) -> str | None:
+    """Return the test-split counterpart of a validation metric (``val_accuracy`` ->
+    ``test_accuracy``), or None for an objective that is not one."""
+    return "test_" + metric.removeprefix("val_") if metric.startswith("val_") else None
+
+
 def _objective_samples(
-    plan: AblationPlan, records: Sequence[TrialRecord], name: str
+    plan: AblationPlan, records: Sequence[TrialRecord], name: str, *, metrics: bool = False
 ) -> list[dict[int, float]]:
-    """Per variant, seed -> finite value of objective ``name`` of the complete trials."""
+    """Per variant, seed -> finite value of objective ``name`` of the complete trials (of the
+    metric ``name`` with ``metrics``)."""
     by_number = {r.number: r for r in records}
     out: list[dict[int, float]] = [{} for _ in plan.variants]
     for trial in plan.trials():
         r = by_number.get(trial.number)
-        v = r.objectives.get(name) if r is not None and r.status == "complete" else None
+        values = (r.metrics if metrics else r.objectives) if r is not None else {}
+        v = values.get(name) if r is not None and r.status == "complete" else None
         if isinstance(v, (int, float)) and math.isfinite(float(v)):
             out[trial.variant][trial.seed] = float(v)
     return out
@@ -351,11 +363,31 @@ def confirm_stats(
         compared = [res for res in results if o.name in res.versus_base]
         for res, p in zip(compared, holm([res.versus_base[o.name].p_value for res in compared])):
             res.adjusted_p[o.name] = p
+    _held_out(plan, records, metric, results)
     with_means = [res for res in results if all(o.name in res.summaries for o in objectives)]
     points = [[res.summaries[o.name].mean for o in objectives] for res in with_means]
     for k in pareto_front(points, [o.direction for o in objectives]):
         with_means[k].on_front = True
     return results
+
+
+def _held_out(
+    plan: AblationPlan, records: Sequence[TrialRecord], metric: str, results: list[DesignResult]
+) -> None:
+    """Set each result's held-out summary and its paired comparison with the baseline."""
+    name = held_out_metric(metric)
+    if name is None:
+        return
+    samples = _objective_samples(plan, records, name, metrics=True)
+    base = plan.base_index
+    for i, res in enumerate(results):
+        if samples[i]:
+            res.held_out = summarize(list(samples[i].values()))
+        paired = [s for s in samples[i] if s in samples[base]]
+        if i != base and len(paired) >= 2:
+            res.held_out_vs_base = paired_comparison(
+                [samples[i][s] for s in paired], [samples[base][s] for s in paired]
+            )
 
 
 def front_of(stored: Any) -> list[TrialRecord]:
@@ -378,6 +410,7 @@ __all__ = [
     "confirm_stats",
     "fixed_runner",
     "front_of",
+    "held_out_metric",
     "new_seeds",
     "parse_trials",
     "resuming_runner",

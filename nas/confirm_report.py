@@ -17,7 +17,7 @@ from typing import Any
 
 from dashboards.records import Objective, json_ready
 from nas.ablation_report import AblationOutcome
-from nas.confirm import ALPHA, DesignResult
+from nas.confirm import ALPHA, DesignResult, held_out_metric
 from nas.stats import Summary
 
 CONFIRM_CSV = "confirm.csv"
@@ -43,10 +43,12 @@ def confirm_table(
     """Return the terminal table: per design the mean [95 % CI] of every objective, the paired
     difference of the first objective with the baseline and Holm's p, and the flags."""
     metric = objectives[0].name
+    held = held_out_metric(metric) if any(r.held_out for r in results) else None
     header = [
         "design",
         "n",
         *(f"{o.name}{_mark(o.name, vram_source)} [95% CI]" for o in objectives),
+        *([f"{held}† [95% CI]"] if held else []),
         f"Δ {metric} vs baseline [95% CI]",
         "p (Holm)",
         "differs in",
@@ -70,6 +72,7 @@ def confirm_table(
                 res.name,
                 f"{res.stats.n}/{seeds}",
                 *(_cell(res.summaries.get(o.name)) for o in objectives),
+                *([_cell(res.held_out)] if held else []),
                 diff,
                 p,
                 "" if res.is_base else differs,
@@ -89,6 +92,10 @@ def confirm_table(
         f"two-sided paired t-test, Holm-corrected over the designs per objective (α = {ALPHA:g}); "
         "front: Pareto-optimal on the means"
     )
+    if held:
+        lines.append(
+            f"† {held}: the held-out test split, reported only (never used to choose or rank)"
+        )
     if vram_source == "estimated" and any(_mark(o.name, vram_source) for o in objectives):
         lines.append("* VRAM estimated (no GPU); measured on CUDA")
     failed = [f"{res.name}: {f}" for res in results for f in res.stats.failures]
@@ -125,6 +132,14 @@ def write_confirm_csv(
             row[f"{o.name}_p"] = "" if c is None else c.p_value
             row[f"{o.name}_p_holm"] = res.adjusted_p.get(o.name, "")
             row[f"{o.name}_differs"] = res.differs(o.name)
+        held = held_out_metric(objectives[0].name)
+        if held and any(r.held_out for r in results):
+            h, c = res.held_out, res.held_out_vs_base
+            row[f"{held}_mean"] = "" if h is None else h.mean
+            row[f"{held}_ci_low"] = "" if h is None else h.ci_low
+            row[f"{held}_ci_high"] = "" if h is None else h.ci_high
+            row[f"{held}_diff"] = "" if c is None else c.mean_diff
+            row[f"{held}_p"] = "" if c is None else c.p_value
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -132,6 +147,21 @@ def write_confirm_csv(
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def _held_out_dict(result: DesignResult, objectives: Sequence[Objective]) -> dict[str, Any]:
+    """Return the JSON fields of a design's held-out metric (none when it has none)."""
+    held = held_out_metric(objectives[0].name)
+    if held is None or result.held_out is None:
+        return {}
+    comparison = result.held_out_vs_base
+    return {
+        "held_out": {
+            "metric": held,
+            "summary": vars(result.held_out),
+            "versus_base": None if comparison is None else vars(comparison),
+        }
+    }
 
 
 def write_confirm_outputs(
@@ -157,6 +187,7 @@ def write_confirm_outputs(
                         "summaries": {k: vars(v) for k, v in r.summaries.items()},
                         "versus_base": {k: vars(v) for k, v in r.versus_base.items()},
                         "p_holm": r.adjusted_p,
+                        **_held_out_dict(r, objectives),
                     }
                     for r in results
                 ]
@@ -223,6 +254,7 @@ def outcome_dict(outcome: ConfirmOutcome) -> dict[str, Any]:
                 "versus_base": {k: vars(v) for k, v in r.versus_base.items()},
                 "p_holm": r.adjusted_p,
                 "differs": [o.name for o in outcome.objectives if r.differs(o.name)],
+                **_held_out_dict(r, outcome.objectives),
             }
         )
     return {

@@ -23,7 +23,7 @@ from nas.insight import importance_table, study_importance
 from nas.search import Progress
 from nas.stats import holm
 from nas.study import read_study
-from search_spaces.spec import ArchSpec
+from search_spaces.spec import ArchSpec, Branch
 from tests.nas._confirm_study import make_study
 from tests.nas._study import write_config
 
@@ -118,7 +118,8 @@ def test_a_resumed_confirm_trains_and_logs_nothing_twice(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from dashboards.tracking import TAG_TRIAL_NUMBER, StudyTracker
+    from dashboards.run_contents import TAG_TRIAL_NUMBER
+    from dashboards.tracking import StudyTracker
     from nas import ablation_run
 
     raw = make_study(tmp_path, trials=3)
@@ -301,3 +302,56 @@ def test_the_pareto_plot_fades_unfinished_trials_at_their_last_values() -> None:
     assert len(faded) == 1
     assert list(faded[0].x) == [70.0, 60.0] and list(faded[0].y) == [0.4, 0.3]
     assert faded[0].marker.opacity < 0.5
+
+
+def test_the_held_out_test_metric_is_reported_beside_the_objectives(tmp_path: Path) -> None:
+    from nas.ablation import AblationPlan, Variant
+    from nas.confirm import confirm_stats, held_out_metric
+    from nas.confirm_report import confirm_table, write_confirm_csv
+    from nas.stats import paired_comparison, summarize
+
+    assert held_out_metric("val_accuracy") == "test_accuracy"
+    assert held_out_metric("val_roc_auc") == "test_roc_auc"
+    assert held_out_metric("train_vram_mb") is None
+    spec = ArchSpec(frontend=(Branch("0.9M", 3, 8, freq_reduce="max"),))
+    plan = AblationPlan(
+        name="c",
+        variants=(
+            Variant("trial 0", spec.replace(name="trial 0"), (("design", "trial 0"),), True),
+            Variant("trial 5", spec.replace(name="trial 5"), (("design", "trial 5"),), False),
+        ),
+        seeds=(1, 2, 3),
+    )
+    val = {0: [0.90, 0.92, 0.94], 1: [0.95, 0.96, 0.99]}
+    test = {0: [0.80, 0.85, 0.83], 1: [0.91, 0.86, 0.97]}
+    records = [
+        TrialRecord(
+            number=t.number,
+            status="complete",
+            metrics={
+                "val_accuracy": val[t.variant][t.seed - 1],
+                "test_accuracy": test[t.variant][t.seed - 1],
+            },
+            objectives={"val_accuracy": val[t.variant][t.seed - 1], "train_vram_mb": 50.0},
+            costs={"train_vram_mb": 50.0},
+        )
+        for t in plan.trials()
+    ]
+    base, other = confirm_stats(plan, records, OBJECTIVES)
+    # the test split's numbers, not the objective's
+    assert base.held_out == summarize(test[0]) and other.held_out == summarize(test[1])
+    assert other.held_out_vs_base == paired_comparison(test[1], test[0])
+    assert base.held_out_vs_base is None
+    assert other.summaries["val_accuracy"] == summarize(val[1])
+    table = confirm_table([base, other], OBJECTIVES, 3)
+    assert "test_accuracy† [95% CI]" in table.splitlines()[0]
+    assert "never used to choose or rank" in table
+    row = next(line for line in table.splitlines() if line.startswith("trial 5"))
+    assert f"{summarize(test[1]).mean:.4f}" in row
+    with write_confirm_csv(tmp_path / "c.csv", [base, other], OBJECTIVES).open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[1]["test_accuracy_mean"]) == pytest.approx(summarize(test[1]).mean)
+    assert float(rows[1]["test_accuracy_diff"]) == pytest.approx(
+        paired_comparison(test[1], test[0]).mean_diff
+    )
+    assert rows[0]["test_accuracy_diff"] == ""
