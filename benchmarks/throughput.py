@@ -67,7 +67,7 @@ SPACE: dict[str, Any] = {
     "block_channels": [4, 8],
     "branch_widths": [1, 3, 7],
 }
-# Progress.line in nas/search.py: "[study] done K/N · running R · pruned ..."
+# Progress.line in nas/search_progress.py: "[study] done K/N · running R · pruned ..."
 DONE_LINE = re.compile(r"\bdone (\d+)/(\d+)\b")
 RUNNING = re.compile(r"\brunning (\d+)\b")
 
@@ -262,13 +262,13 @@ def run_driver(
     The fsnas parts here and ``gpu_throughput.py``'s share it; ``extra`` is added to the
     result's ``extra``. The progress lines go to ``<workdir>/progress.log``, timestamped.
     """
-    from nas import search
+    from nas import search, search_progress
 
     events: list[tuple[float, int]] = []
     started = 0.0  # set at the run_search call below (set_running reads it when called)
     # how many trials train, as the backend tells the driver (fuller than the progress line,
     # which shows the count at each finish); a benchmark-side wrapper, nas is not changed
-    original = getattr(search.Progress, "set_running", None)
+    original = getattr(search_progress.Progress, "set_running", None)
     if original is not None:
 
         def set_running(self: Any, running: int) -> None:
@@ -276,7 +276,7 @@ def run_driver(
                 events.append((time.monotonic() - started, running))
             original(self, running)
 
-        search.Progress.set_running = set_running  # type: ignore[method-assign]
+        search_progress.Progress.set_running = set_running  # type: ignore[method-assign]
     with (workdir / "progress.log").open("w", encoding="utf-8") as log:
         stream = StampedStream(started, echo=log)
         started = stream.started = time.monotonic()

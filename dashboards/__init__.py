@@ -33,8 +33,8 @@ _EXPORTS = {
     "json_ready": "records",
     "register_model": "registry",
     "StudyTracker": "tracking",
-    "log_single_run": "tracking",
-    "mlflow_key": "tracking",
+    "log_single_run": "run_contents",
+    "mlflow_key": "run_contents",
 }
 
 __all__ = [
@@ -92,6 +92,10 @@ def __getattr__(name: str) -> Any:
         from dashboards import registry
 
         return getattr(registry, name)
+    if module == "run_contents":
+        from dashboards import run_contents
+
+        return getattr(run_contents, name)
     if module == "tracking":
         from dashboards import tracking
 

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dashboards.records import TrialRecord
-from dashboards.tracking import TAG_ROLE, TAG_STUDY, StudyTracker, run_tags
+from dashboards.run_contents import TAG_ROLE, TAG_STUDY, run_tags
+from dashboards.tracking import StudyTracker
 
 TAG_CONFIRM = "fsnas.confirm"
 TAG_CONFIRM_OF = "fsnas.confirm.of"

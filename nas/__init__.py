@@ -48,7 +48,7 @@ _EXPORTS = {
     "load_study": "search",
     "outcome_text": "search",
     "run_search": "search",
-    "SearchError": "study",
+    "SearchError": "study_storage",
     "StoredStudy": "study",
     "read_study": "study",
     "TrialSettings": "trial",
@@ -147,6 +147,10 @@ def __getattr__(name: str) -> Any:
         from nas import study
 
         return getattr(study, name)
+    if module == "study_storage":
+        from nas import study_storage
+
+        return getattr(study_storage, name)
     if module == "trial":
         from nas import trial
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.records import TrialRecord, json_ready
-from dashboards.tracking import mlflow_key
+from dashboards.run_contents import mlflow_key
 from nas.ablation import AblationPlan, Variant, factor_text
 from nas.stats import PairedComparison, Summary, paired_comparison, summarize
 

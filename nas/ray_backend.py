@@ -11,11 +11,14 @@ what to tell it, repeats, weight names) and never the driver. The pieces:
   would tell it COMPLETE with its partial values), a failed one FAIL.
 * ``ParetoAshaScheduler``: MO-ASHA-like early stopping on (metric so far, the costs known
   before training).
-* ``WeightStore``: an actor on the driver's node that receives each complete trial's
-  best-epoch weights as bytes (no shared filesystem needed) for ``fsnas export``.
+* ``start_weight_store``: the ``WeightStore`` actor on the driver's node that receives each
+  complete trial's best-epoch weights as bytes (no shared filesystem needed) for ``fsnas export``.
 * ``run``: features into the object store once (``tune.with_parameters``), per-trial resources
   (``tune.with_resources``, a function of the sampled spec for ``gpus_per_trial=auto``),
   ``max_concurrent_trials``, ``reuse_actors`` and ``FailureConfig(max_failures)``.
+
+Its Ray-free parts live beside it: ``nas.ray_env`` (what Ray and Tune start with, the head check,
+pending trials) and ``nas.trial_ledger`` (``TrialLedger``, ``build_record``, ``WeightStore``).
 
 Resume: the Optuna storage is the source of truth (see ``nas.search.run_search``); each run of
 the driver starts a fresh Tune experiment for the trials still missing, so an interrupted run's
@@ -27,15 +30,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import logging
 import math
 import os
 import shutil
 import tempfile
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from dashboards.records import CHECKPOINT_KEY, Objective, TrialRecord
+from dashboards.records import Objective, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, parse_gpus_per_trial
 from nas.head_watchdog import (
@@ -55,18 +56,17 @@ from nas.head_watchdog import (
     head_lost_after_s,
 )
 from nas.interrupt import Interrupt
+from nas.ray_env import WORKER_ENV, check_head_answers, pending_trials, prepare_environment
 from nas.study import (
     GPU_SHARE_ATTR,
     INITIAL_SPEC_ATTR,
     INTERRUPTED_ATTR,
     MAX_REDRAWS,
     NODE_ATTR,
-    WEIGHTS_SUFFIX,
     RepeatGuard,
     SearchError,
     redraw_sampler,
     tell_record,
-    weights_filename,
 )
 from nas.trial import (
     ESTIMATE_KEYS,
@@ -78,23 +78,14 @@ from nas.trial import (
     feature_bytes,
     gpu_share,
     note_weights_not_kept,
-    record_from_result,
     run_trial,
     share_budget_mb,
-    spec_record,
 )
+from nas.trial_ledger import TrialLedger, WeightStore, build_record
 from search_spaces.spec import ArchSpec
 from trainers.checkpoint import CHECKPOINT_FILENAME
 from trainers.featureset import FeatureSet
 
-# Workers must not chdir into trial folders (relative paths in configs stay valid) and the
-# driver prints its own progress line instead of Tune's tables.
-_WORKER_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
-# read by Tune in the driver (see init_ray); a value the user set wins
-_LOGGERS_OFF_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
-_DRIVER_ENV = {_LOGGERS_OFF_ENV: "1", "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
-# Tune's limit on trials waiting to start (read when a Tuner starts; see ``_pending_trials``)
-PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 # (config, data, settings, report, device) -> final report; nas.trial.run_trial is one
 TrialFunction = Callable[..., dict[str, Any]]
 
@@ -114,52 +105,24 @@ def shutdown_ray() -> None:
     ray.shutdown()
 
 
-class _NoResultFilesWarning(logging.Filter):
-    """Drops Tune's "Failed to fetch metrics for N trial(s)" warning (one line per trial).
-
-    With Tune's per-trial result files off (``_LOGGERS_OFF_ENV``, above) the
-    ResultGrid that ``Tuner.fit`` builds at the end finds none of them; fsnas never reads it
-    (Optuna's storage and MLflow hold every result), so the warning only buries the front.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Failed to fetch metrics for")
-
-
-_RESULT_FILES_FILTER = _NoResultFilesWarning()
-_EXPERIMENT_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
-
-
 def init_ray(address: str | None, num_cpus: int | None) -> bool:
     """Start local Ray or join ``address``; return True when this call started/joined Ray.
 
     An already initialised Ray (a test's ``ray.cluster_utils.Cluster``, a notebook) is reused.
     """
-    for key, value in _WORKER_ENV.items():
-        os.environ.setdefault(key, value)
-    # failed trials report no objectives; fsnas records them itself
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    # Optuna's storage and MLflow hold every result: Tune's own CSV/JSON/TensorBoard files per
-    # trial, and its experiment snapshots (a pickle of every trial, for Tuner.restore, which
-    # fsnas never uses), would only cost the control loop time that grows with the study
-    for key, value in _DRIVER_ENV.items():
-        os.environ.setdefault(key, value)
-    if os.environ.get(_LOGGERS_OFF_ENV) == "1":
-        logging.getLogger(_EXPERIMENT_ANALYSIS_LOGGER).addFilter(_RESULT_FILES_FILTER)
-    # fsnas's define-by-run function only samples; Ray's "took N seconds" hint is noise here
-    warnings.filterwarnings("ignore", message="Define-by-run function passed", category=UserWarning)
+    prepare_environment()
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": False,
         "configure_logging": False,
-        "runtime_env": {"env_vars": dict(_WORKER_ENV)},
+        "runtime_env": {"env_vars": dict(WORKER_ENV)},
     }
     try:
         env_address = os.environ.get("RAY_ADDRESS")
         if address or (env_address and env_address != "local"):
-            _check_head_answers(address or str(env_address))  # ray.init waits minutes for it
+            check_head_answers(address or str(env_address))  # ray.init waits minutes for it
             ray.init(address=address or env_address, **kwargs)
         else:
             # "local" starts a private instance: a bare ray.init() would join any `ray start`
@@ -169,31 +132,6 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
         where = f"--address {address}" if address else "local Ray"
         raise SearchError(f"{where}: cannot start/join Ray ({exc})") from None
     return True
-
-
-HEAD_CONNECT_TIMEOUT_S = 10.0
-"""Seconds ``init_ray`` waits for a HOST:PORT head to accept a connection."""
-
-
-def _check_head_answers(address: str) -> None:
-    """Raise ``SearchError`` at once if nothing listens at a ``HOST:PORT`` address (not auto).
-
-    ``ray.init`` would retry for minutes (then abort the process) when the head is gone.
-    """
-    import socket
-
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit() or address == "auto":
-        return
-    try:
-        with socket.create_connection((host, int(port)), timeout=HEAD_CONNECT_TIMEOUT_S):
-            return
-    except OSError as exc:
-        raise SearchError(
-            f"--address {address}: cannot start/join Ray (no Ray head answers there: "
-            f"{exc.strerror or exc}); start the cluster (`ray start --head --port={port}`) "
-            "and run the same command again: the study is unchanged"
-        ) from None
 
 
 # -- the head, watched from the driver (--address): nas.head_watchdog -----------------------
@@ -217,49 +155,7 @@ def head_target(address: str | None) -> tuple[str, int] | None:
     return host, int(port)
 
 
-# -- trained weights: from any worker to the driver's node ------------------------------------
-class WeightStore:
-    """An actor on the driver's node that writes the weights workers send it into one folder.
-
-    Workers on other nodes share no filesystem with the driver, so a trial's best-epoch
-    safetensors file travels as bytes through Ray's object store (no shared storage needed).
-    The file is named after the Tune trial id; the driver renames it to the Optuna trial
-    number when it records the trial (``build_record``).
-    """
-
-    def __init__(self, folder: str) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def put(self, key: str, blob: bytes) -> str:
-        """Write ``blob`` atomically as ``<folder>/<key>.safetensors``; return the path.
-
-        Raises:
-            OSError: the folder cannot take the file (full, read-only); no partial is left.
-        """
-        path = self.folder / f"{key}{WEIGHTS_SUFFIX}"
-        partial = path.with_name(path.name + ".part")
-        try:
-            partial.write_bytes(blob)
-            os.replace(partial, path)
-        except OSError:
-            partial.unlink(missing_ok=True)
-            raise
-        return str(path)
-
-    def try_put(self, key: str, blob: bytes) -> dict[str, str]:
-        """Return ``{"path": ...}`` after ``put``, or ``{"error": "<path>: <reason>"}``.
-
-        A full or read-only weights disk must not cost the trial its result: the worker
-        reports the trial complete with the error (``nas.trial.note_weights_not_kept``).
-        """
-        try:
-            return {"path": self.put(key, blob)}
-        except OSError as exc:
-            where = self.folder / f"{key}{WEIGHTS_SUFFIX}"
-            return {"error": f"cannot write {where} ({exc.strerror or exc})"}
-
-
+# -- trained weights: from any worker to the driver's node (nas.trial_ledger.WeightStore) -----
 def start_weight_store(folder: Path) -> Any:
     """Return a WeightStore actor pinned to this (the driver's) node, writing into ``folder``."""
     node = ray.get_runtime_context().get_node_id()
@@ -343,111 +239,6 @@ def _train_on_device(
     final[NODE_ATTR] = context.get_node_id()
     final[GPU_SHARE_ATTR] = gpu
     return final
-
-
-# -- driver-side bookkeeping ---------------------------------------------------------------
-class TrialLedger:
-    """Driver-side table of live Tune trials: configs, scheduler stops, Tune Trial objects."""
-
-    def __init__(
-        self, on_record: Callable[[TrialRecord], None], weights_dir: Path | None = None
-    ) -> None:
-        self.on_record = on_record
-        self.weights_dir = weights_dir  # where the WeightStore writes (None: weights not kept)
-        self.configs: dict[str, dict[str, Any]] = {}
-        self.pruned: dict[str, str] = {}  # Tune trial id -> why the scheduler stopped it
-        self.trials: dict[str, Any] = {}  # Tune trial id -> ray.tune Trial (for error text)
-        self.running: set[str] = set()  # Tune trial ids started and not yet ended
-        # held while a finished trial is told to Optuna (the head watchdog waits for it)
-        self.tell_lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its config (search algorithm, callbacks) for Tuner.restore, which fsnas
-        # never uses; the driver's callbacks and output streams cannot be pickled.
-        return {
-            "on_record": None,
-            "weights_dir": self.weights_dir,
-            "configs": {},
-            "pruned": {},
-            "trials": {},
-            "running": set(),
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.tell_lock = threading.Lock()  # a lock cannot be pickled; a copy gets its own
-
-    def claim_weights(self, trial_id: str, number: int) -> str | None:
-        """Return the path of the trial's weights, renamed to its Optuna number; None if none."""
-        if self.weights_dir is None:
-            return None
-        sent = self.weights_dir / f"{trial_id}{WEIGHTS_SUFFIX}"
-        if not sent.is_file():
-            return None
-        kept = self.weights_dir / weights_filename(number)
-        os.replace(sent, kept)
-        return str(kept)
-
-    def error_text(self, trial_id: str) -> str:
-        """Return the last line of a crashed trial's error, or a generic reason."""
-        trial = self.trials.get(trial_id)
-        text = None
-        if trial is not None:
-            try:
-                text = trial.get_error()
-            except Exception:  # the error file may be gone; the status is what matters
-                text = None
-            local = getattr(trial, "error_file", None)
-            if not text and local and os.path.isfile(local):
-                # Tune writes the error beside the driver first and copies it to the
-                # experiment storage later: right after a crash only the local copy exists
-                text = Path(local).read_text(encoding="utf-8", errors="replace")
-        if text:
-            lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
-            if lines:
-                return f"crashed worker: {lines[-1].strip()}"[:500]
-        return "crashed worker (no error text)"
-
-
-def build_record(
-    ledger: TrialLedger,
-    trial_id: str,
-    number: int,
-    result: dict[str, Any] | None,
-    error: bool,
-    metric: str,
-) -> TrialRecord | None:
-    """Return the TrialRecord for a finished Tune trial (final report, early stop or crash).
-
-    None for a trial interrupted before its final report without an error (Ctrl-C, the
-    search's time budget): it is no outcome, so it does not count and a resume asks again.
-    """
-    record = None if trial_id in ledger.pruned else record_from_result(result, number)
-    if record is not None:
-        if result is not None:
-            record.ray_trial_id = trial_id
-        if record.status == "complete":
-            kept = ledger.claim_weights(trial_id, number)
-            if kept is not None:
-                record.costs[CHECKPOINT_KEY] = kept
-        return record
-    record = spec_record(number, ledger.configs.get(trial_id, {}).get("spec", {}))
-    record.ray_trial_id = trial_id
-    if result:
-        if metric in result:
-            record.metrics[f"{metric}_at_stop"] = float(result[metric])
-        if "train_vram_mb" in result:
-            record.costs["train_vram_estimate_mb"] = float(result["train_vram_mb"])
-        if "epoch" in result:
-            record.costs["epochs_run"] = int(result["epoch"])
-    if trial_id in ledger.pruned:
-        record.status = "pruned"
-        record.reason = ledger.pruned[trial_id]
-    elif error:
-        record.reason = ledger.error_text(trial_id)
-    else:
-        return None
-    return record
 
 
 class FsnasOptunaSearch(OptunaSearch):
@@ -824,7 +615,7 @@ def _run(
         run_config=run_config,
     )
     try:
-        with _pending_trials(trial_slots(config, cluster_gpus)):
+        with pending_trials(trial_slots(config, cluster_gpus)):
             tuner.fit()
     finally:
         if store is not None:
@@ -846,24 +637,6 @@ def trial_slots(config: StudyConfig, cluster_gpus: float) -> int:
     if cluster_gpus > 0 and share:
         slots = min(slots, int(cluster_gpus // share))
     return max(1, slots)
-
-
-@contextlib.contextmanager
-def _pending_trials(slots: int) -> Iterator[None]:
-    """Let Tune keep ``slots`` trials pending (it keeps 1 with a searcher by default).
-
-    With one pending trial Tune starts at most one trial per control-loop step, so trials
-    shorter than a step never run side by side and free slots stay idle. A value the user
-    set in ``TUNE_MAX_PENDING_TRIALS_PG`` wins.
-    """
-    if PENDING_TRIALS_ENV in os.environ:
-        yield
-        return
-    os.environ[PENDING_TRIALS_ENV] = str(slots)
-    try:
-        yield
-    finally:
-        os.environ.pop(PENDING_TRIALS_ENV, None)
 
 
 class _SignalStopper(tune.Stopper):

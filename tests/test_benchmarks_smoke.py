@@ -84,7 +84,7 @@ def test_overhead_pure_parts() -> None:
 def test_throughput_stats_and_the_progress_line_it_parses() -> None:
     from dashboards.records import TrialRecord
     from nas.config import load_config
-    from nas.search import Progress
+    from nas.search_progress import Progress
 
     # start-up 5 s, then 1 s/trial for the first quarter, 2 s in the middle, 3 s at the end
     times = [5.0, 6.0, 8.0, 10.0, 13.0, 16.0]  # N=6: quarters of 2

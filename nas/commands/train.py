@@ -250,7 +250,7 @@ def _log_run(
     tracking_uri: str, args: argparse.Namespace, spec: ArchSpec, config: Any, result: Any
 ) -> None:
     """Log the trained run to MLflow; a tracking failure warns and keeps the printed result."""
-    from dashboards.tracking import log_single_run
+    from dashboards.run_contents import log_single_run
     from nas.trial import record_from_fit
     from search_spaces.errors import FsnasError
 

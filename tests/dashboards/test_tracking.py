@@ -18,7 +18,8 @@ from dashboards import mlflow_store
 from dashboards.mlflow_store import TrackingError, check_tracking_reachable, resolve_tracking_uri
 from dashboards.records import CHECKPOINT_KEY, TrialRecord
 from dashboards.registry import register_model
-from dashboards.tracking import TAG_WEIGHTS, StudyTracker, flatten, log_single_run, mlflow_key
+from dashboards.run_contents import flatten, log_single_run, mlflow_key
+from dashboards.tracking import TAG_WEIGHTS, StudyTracker
 from tests.dashboards.conftest import build_study
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from nas.config import from_dict
 from nas.search import build_space, load_study_features, trial_train_config
-from nas.study import open_storage, open_study, tell_record
+from nas.study import open_study, tell_record
+from nas.study_storage import open_storage
 from nas.trial import TrialSettings, record_from_result, run_trial
 from tests.nas._study import tiny_config
 

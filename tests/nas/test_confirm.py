@@ -20,7 +20,7 @@ from nas import pareto
 from nas.cli import main
 from nas.confirm import ConfirmError, parse_trials
 from nas.insight import importance_table, study_importance
-from nas.search import Progress
+from nas.search_progress import Progress
 from nas.stats import holm
 from nas.study import read_study
 from search_spaces.spec import ArchSpec, Branch

@@ -26,15 +26,14 @@ import pytest
 from dashboards.records import Objective, StudySummary, TrialRecord, best_record
 from nas import pareto, ray_backend
 from nas.config import ConfigError, from_dict
-from nas.search import (
+from nas.search import run_search, summarise
+from nas.search_progress import (
     REFRESH_ENV,
     REFRESH_EVERY_S,
     REFRESH_SHARE,
     Progress,
     TrackingThread,
     refresh_every_s,
-    run_search,
-    summarise,
 )
 from nas.study import tell_record
 from tests.nas._study import tiny_config

@@ -310,7 +310,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, F
     import optuna
 
     from nas.config import StudyConfig
-    from nas.study import RECORD_ATTR, open_storage
+    from nas.study import RECORD_ATTR
+    from nas.study_storage import open_storage
     from nas.trial import TrialSettings, record_from_result, run_trial
 
     folder = tmp_path_factory.mktemp("study")
@@ -349,7 +350,8 @@ def test_fsnas_export_study_retrains_the_trial_exactly(
 ) -> None:
     import nas.search
     from nas.cli import main
-    from nas.study import load_records, open_storage
+    from nas.study import load_records
+    from nas.study_storage import open_storage
 
     config, data = tiny_study
     monkeypatch.setattr(nas.search, "load_study_features", lambda cfg: data)

@@ -85,7 +85,7 @@ def test_ablation_tables_show_pitch_robustness_and_receptive_field_when_present(
 
 
 def test_the_child_run_gets_the_robustness_metric_and_the_receptive_params() -> None:
-    from dashboards.tracking import trial_metrics, trial_params
+    from dashboards.run_contents import trial_metrics, trial_params
 
     record = TrialRecord(number=3, status="complete", metrics={"val_pitch_robustness": 0.75})
     record.metrics["val_pitch_m2_accuracy"] = 0.7

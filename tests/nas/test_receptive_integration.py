@@ -9,7 +9,7 @@ import pytest
 
 from dashboards import artifacts, plots
 from dashboards.records import StudySummary
-from dashboards.tracking import trial_params
+from dashboards.run_contents import trial_params
 from nas.search import front_table
 from nas.trial import record_from_fit
 from search_spaces.anchors import vertical_anchor, vgg_anchor

@@ -11,10 +11,11 @@ import pytest
 from dashboards.records import Objective, TrialRecord
 from nas import pareto
 from nas.config import StudyConfig, from_dict
-from nas.ray_backend import FsnasOptunaSearch, ParetoAshaScheduler, TrialLedger
+from nas.ray_backend import FsnasOptunaSearch, ParetoAshaScheduler
 from nas.search import early_stopping_notice, summarise
 from nas.study import NATIVE_CONSTRAINTS, STATUS_ATTR, load_records
 from nas.trial import FINAL_KEY, RECORD_JSON_KEY
+from nas.trial_ledger import TrialLedger
 
 MAX_MIN = ["maximize", "minimize"]
 OBJECTIVES = [Objective("val_accuracy", "maximize"), Objective("train_vram_mb", "minimize")]

@@ -8,7 +8,6 @@ import pytest
 
 from dashboards.records import CHECKPOINT_KEY, TrialRecord
 from nas.config import ConfigError, StudyConfig, from_dict
-from nas.ray_backend import TrialLedger, WeightStore, build_record
 from nas.study import (
     STATUS_ATTR,
     storage_key,
@@ -17,6 +16,7 @@ from nas.study import (
     weights_folder,
 )
 from nas.trial import FINAL_KEY, RECORD_JSON_KEY
+from nas.trial_ledger import TrialLedger, WeightStore, build_record
 
 
 def _final(status: str) -> dict[str, object]:

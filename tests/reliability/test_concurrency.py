@@ -102,7 +102,7 @@ def test_two_drivers_creating_a_new_storage_at_once(
     import optuna
     import sqlalchemy.exc
 
-    from nas.study import open_storage
+    from nas.study_storage import open_storage
 
     real = optuna.storages.RDBStorage
     calls = {"n": 0}

@@ -31,17 +31,11 @@ from nas import study as study_module
 from nas.cli import main
 from nas.config import from_dict
 from nas.export import checkpoint_or_reason
-from nas.ray_backend import TrialLedger, WeightStore, build_record
 from nas.search import load_study, outcome_text, run_search
-from nas.study import (
-    SearchError,
-    check_weights_folder,
-    open_storage,
-    open_study,
-    storage_error,
-    weights_folder,
-)
+from nas.study import SearchError, check_weights_folder, open_study, weights_folder
+from nas.study_storage import open_storage, storage_error
 from nas.trial import FINAL_KEY, RECORD_JSON_KEY, STATUS_KEY, note_weights_not_kept, record_from_fit
+from nas.trial_ledger import TrialLedger, WeightStore, build_record
 from tests.nas._study import tiny_config, write_config
 from tests.nas.test_export import TONE_SPEC, tone_feature_set
 from tests.reliability.test_bad_input import _one_line_error

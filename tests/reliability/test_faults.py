@@ -239,7 +239,7 @@ class _CrashedTrial:
 
 
 def test_crash_reason_is_read_before_tune_syncs_the_error(tmp_path: Path) -> None:
-    from nas.ray_backend import TrialLedger
+    from nas.trial_ledger import TrialLedger
 
     error_file = tmp_path / "error.txt"
     error_file.write_text(

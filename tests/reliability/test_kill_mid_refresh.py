@@ -1,8 +1,8 @@
 """SIGKILL the search driver while it refreshes the parent run's artifacts: no trial is lost.
 
-The refresh runs on the driver's tracking thread (``nas.search.TrackingThread``) while trials
-go on, and once more at the end (``StudyTracker.finish``). A real search (tiny synthetic data,
-a local SQLite MLflow store) is killed three times, each time the moment a refresh starts
+The refresh runs on the driver's tracking thread (``nas.search_progress.TrackingThread``) while
+trials go on, and once more at the end (``StudyTracker.finish``). A real search (tiny synthetic
+data, a local SQLite MLflow store) is killed three times, each time the moment a refresh starts
 writing its artifacts (its ``fsnas-artifacts-*`` folder appears in the driver's temp folder):
 twice mid-search (a refresh after every trial, ``$FSNAS_MLFLOW_REFRESH_S=0``) and once in the
 end-of-study refresh (mid-search refreshes off). After each kill MLflow holds no trial twice and
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.search import REFRESH_ENV, load_study
+from nas.search import load_study
+from nas.search_progress import REFRESH_ENV
 from tests.nas._study import tiny_config, write_config
 from tests.reliability._searches import (
     FSNAS,
