@@ -35,3 +35,19 @@ def test_importing_the_packages_loads_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+MAX_SOURCE_LINES = 800  # a module past this holds more than one concern: split it
+
+
+def test_no_source_file_is_over_800_lines() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for d in (*PACKAGES, "benchmarks") for p in sorted((root / d).rglob("*.py"))]
+    assert len(files) > 50, files  # the packages were found
+    lines = {
+        str(p.relative_to(root)): len(p.read_text(encoding="utf-8").splitlines()) for p in files
+    }
+    over = {name: n for name, n in lines.items() if n > MAX_SOURCE_LINES}
+    assert not over, f"over {MAX_SOURCE_LINES} lines: {over}"
