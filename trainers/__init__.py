@@ -20,9 +20,9 @@ _EXPORTS = {
     "DesignTooLarge": "cost",
     "refuse_too_large": "cost",
     "estimate_train_vram": "cost_vram",
-    "measure_infer_vram": "cost",
-    "measure_latency_ms": "cost",
-    "measure_train_vram": "cost",
+    "measure_infer_vram": "cost_measure",
+    "measure_latency_ms": "cost_measure",
+    "measure_train_vram": "cost_measure",
     "CostError": "cost_vram",
     "VramEstimate": "cost_vram",
     "LIBRARY_WORKSPACES": "cost_vram",
@@ -119,6 +119,10 @@ def __getattr__(name: str) -> Any:
         from trainers import cost
 
         return getattr(cost, name)
+    if module == "cost_measure":
+        from trainers import cost_measure
+
+        return getattr(cost_measure, name)
     if module == "cost_vram":
         from trainers import cost_vram
 

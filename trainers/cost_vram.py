@@ -453,7 +453,7 @@ def _device_order(module: nn.Module) -> Iterator[torch.Tensor]:
     yield from module.buffers(recurse=False)
 
 
-# The probe (trainers.cost.measure_train_vram) and fit (trainers.train) both run 3 warm-up
+# The probe (trainers.cost_measure.measure_train_vram) and fit (trainers.train) both run 3 warm-up
 # steps, then zero_grad(set_to_none), gc, empty_cache, reset_peak_memory_stats, then measure;
 # measure_infer_vram runs 2 warm-up forwards. See trainers.cuda_allocator.simulate_reserved.
 _WARMUP_STEPS = 3  # measure_train_vram(warmup_steps=3), trainers.train._VRAM_WARMUP_STEPS
@@ -626,7 +626,7 @@ def estimate_infer_reserved(
     """Return the estimated inference peaks (allocated, reserved) in MiB.
 
     The allocated peak is ``estimate_infer_vram``'s; the reserved one replays the traced
-    forward through ``CachingAllocatorSim`` as ``trainers.cost.measure_infer_vram`` runs it
+    forward through ``CachingAllocatorSim`` as ``trainers.cost_measure.measure_infer_vram`` runs it
     (2 warm-up forwards, ``empty_cache``, then forwards until the allocator state repeats).
 
     Raises:

@@ -426,10 +426,11 @@ def replay(
 
 # -- replaying a traced training step under the probe's protocol ------------------------------
 #
-# The probe (trainers.cost.measure_train_vram) and fit (trainers.train) run warm-up steps, then
-# zero_grad(set_to_none), empty_cache and reset_peak_memory_stats, then measure (5 steps, or
-# the rest of epoch 1). Reserved memory only grows between empty_cache calls, so its peak is a
-# high-water mark over all measured steps, reached once the allocator's state stops changing.
+# The probe (trainers.cost_measure.measure_train_vram) and fit (trainers.train) run warm-up
+# steps, then zero_grad(set_to_none), empty_cache and reset_peak_memory_stats, then measure
+# (5 steps, or the rest of epoch 1). Reserved memory only grows between empty_cache calls, so
+# its peak is a high-water mark over all measured steps, reached once the allocator's state
+# stops changing.
 # A fixed count of replays would be a guess (pons_timbre reserves 364 MiB in its first measured
 # step and 418 MiB from its second on; won_short_chunk without the empty_cache would read
 # 3074 MiB instead of 2646): simulate_reserved replays the step until the whole allocator

@@ -49,7 +49,7 @@ from torch import nn
 from search_spaces.build import build_model
 from search_spaces.errors import FsnasError, SpecError
 from search_spaces.spec import ArchSpec
-from trainers import cost, vram_probe
+from trainers import cost, cost_measure, vram_probe
 from trainers.augment import BatchAugmenter, augmentation_enabled
 from trainers.checkpoint import CHECKPOINT_FILENAME, save_checkpoint, state_to_cpu
 from trainers.cost_vram import MIB
@@ -195,7 +195,7 @@ def _device_costs(model: nn.Module, data: FeatureSet, dev: torch.device) -> dict
     """Return the trained model's batch-1 ``latency_ms`` (median of ``latency_runs`` timed
     runs, within ``LATENCY_BUDGET_S``) and, on CUDA, its ``infer_vram_mb``."""
     shape = (1, 1, data.n_mels, data.n_frames)
-    latency = cost.measure_latency(
+    latency = cost_measure.measure_latency(
         model, shape, dev, repeats=LATENCY_REPEATS, budget_s=LATENCY_BUDGET_S
     )
     costs: dict[str, Any] = {
@@ -203,7 +203,7 @@ def _device_costs(model: nn.Module, data: FeatureSet, dev: torch.device) -> dict
         "latency_runs": latency.runs,
     }
     if dev.type == "cuda":
-        costs["infer_vram_mb"] = float(cost.measure_infer_vram(model, shape, dev).vram_mb)
+        costs["infer_vram_mb"] = float(cost_measure.measure_infer_vram(model, shape, dev).vram_mb)
     return costs
 
 

@@ -11,7 +11,7 @@ Definitions (docs/vram.md, MiB = 2**20 bytes):
 
 Protocol (DESIGN.md): warm-up steps at the exact shape, then ``start`` (``gc.collect();
 synchronize(); empty_cache(); reset_peak_memory_stats()``), the measured steps, then ``finish``.
-``fit`` (in its first epoch), ``trainers.cost.measure_train_vram`` (``fsnas cost --device
+``fit`` (in its first epoch), ``trainers.cost_measure.measure_train_vram`` (``fsnas cost --device
 cuda``), ``benchmarks/gpu_bench.py``, ``benchmarks/gpu_check.py`` and
 ``benchmarks/vram_estimator.py --device cuda`` all measure through these functions. The
 bookkeeping (``shared_bytes``, ``shared_reserved_bytes``, ``peaks``) is plain arithmetic on

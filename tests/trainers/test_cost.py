@@ -19,10 +19,9 @@ from trainers.cost import (
     count_params,
     estimate_infer_vram,
     estimate_train_vram,
-    measure_latency_ms,
-    measure_train_vram,
 )
 from trainers.cost_anchors import anchor_networks, preset_anchors
+from trainers.cost_measure import measure_latency_ms, measure_train_vram
 from trainers.cost_vram import (
     MIB,
     _AllocatorSim,

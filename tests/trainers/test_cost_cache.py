@@ -18,12 +18,11 @@ from trainers.cost import (
     CostError,
     StaticCostCache,
     design_key,
-    measure_latency,
-    measure_latency_ms,
     seed_train_vram_estimate,
     static_costs,
     train_vram_estimate,
 )
+from trainers.cost_measure import measure_latency, measure_latency_ms
 
 SPEC = ArchSpec(frontend=(Branch(14, 3, 4, freq_reduce="max"),), head=Head(time_pooling="max"))
 OTHER = ArchSpec(frontend=(Branch(14, 3, 6, freq_reduce="max"),), head=Head(time_pooling="max"))

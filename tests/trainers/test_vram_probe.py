@@ -7,7 +7,7 @@ import torch
 
 from search_spaces import ArchSpec, Branch, Head, build_model
 from trainers import vram_probe
-from trainers.cost import measure_train_vram
+from trainers.cost_measure import measure_train_vram
 
 CUDA = torch.cuda.is_available()
 MIB = 2**20
