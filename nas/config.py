@@ -187,6 +187,16 @@ def _plain(obj: Any) -> Any:
 
 
 # -- loading ----------------------------------------------------------------------------------
+WITH_FLAGS = " (with command-line flags)"
+"""What a config's name in a message gets once command-line flags changed it."""
+
+
+def config_label(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> str:
+    """Return how ``load_config(path, overrides)`` names the config in its messages."""
+    where = "config" if path is None else str(path)
+    return where + WITH_FLAGS if overrides else where
+
+
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> StudyConfig:
     """Return the validated study config from a YAML file (or the defaults) plus overrides.
 
@@ -197,10 +207,9 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
     Raises:
         ConfigError: missing/unreadable file, invalid YAML, unknown key, wrong type or value.
     """
-    where = "config"
+    where = config_label(path)
     data: dict[str, Any] = {}
     if path is not None:
-        where = str(path)
         try:
             size = Path(path).stat().st_size
             if size > MAX_CONFIG_BYTES:
@@ -340,7 +349,7 @@ def apply_overrides(
         if parts[-1] not in node and parts[0] != "space":
             raise ConfigError(f"{where}: override {key!r}: unknown key")
         node[parts[-1]] = value
-    return from_dict(data, f"{where} (with command-line flags)")
+    return from_dict(data, where + WITH_FLAGS)
 
 
 def _key(prefix: str, name: str) -> str:

@@ -320,8 +320,9 @@ def _objective_samples(
     out: list[dict[int, float]] = [{} for _ in plan.variants]
     for trial in plan.trials():
         r = by_number.get(trial.number)
-        values = (r.metrics if metrics else r.objectives) if r is not None else {}
-        v = values.get(name) if r is not None and r.status == "complete" else None
+        v = None
+        if r is not None and r.status == "complete":
+            v = (r.metrics if metrics else r.objectives).get(name)
         if isinstance(v, (int, float)) and math.isfinite(float(v)):
             out[trial.variant][trial.seed] = float(v)
     return out
@@ -351,15 +352,12 @@ def confirm_stats(
                 if o.name in res.stats.versus_base:
                     res.versus_base[o.name] = res.stats.versus_base[o.name]
         else:  # an objective ablate does not summarise: same statistics, from the objectives
-            samples = _objective_samples(plan, records, o.name)
-            for i, res in enumerate(results):
-                if samples[i]:
-                    res.summaries[o.name] = summarize(list(samples[i].values()))
-                paired = [s for s in samples[i] if s in samples[base]]
-                if i != base and len(paired) >= 2:
-                    res.versus_base[o.name] = paired_comparison(
-                        [samples[i][s] for s in paired], [samples[base][s] for s in paired]
-                    )
+            per_variant = _per_variant(_objective_samples(plan, records, o.name), base)
+            for res, (summary, comparison) in zip(results, per_variant, strict=True):
+                if summary is not None:
+                    res.summaries[o.name] = summary
+                if comparison is not None:
+                    res.versus_base[o.name] = comparison
         compared = [res for res in results if o.name in res.versus_base]
         for res, p in zip(compared, holm([res.versus_base[o.name].p_value for res in compared])):
             res.adjusted_p[o.name] = p
@@ -379,15 +377,28 @@ def _held_out(
     if name is None:
         return
     samples = _objective_samples(plan, records, name, metrics=True)
-    base = plan.base_index
-    for i, res in enumerate(results):
-        if samples[i]:
-            res.held_out = summarize(list(samples[i].values()))
-        paired = [s for s in samples[i] if s in samples[base]]
+    for res, (summary, comparison) in zip(
+        results, _per_variant(samples, plan.base_index), strict=True
+    ):
+        res.held_out, res.held_out_vs_base = summary, comparison
+
+
+def _per_variant(
+    samples: list[dict[int, float]], base: int
+) -> list[tuple[Summary | None, PairedComparison | None]]:
+    """Per variant, the summary of its seeds' values and (not for the base) the paired
+    comparison with the base over the seeds both have, when at least two are."""
+    out: list[tuple[Summary | None, PairedComparison | None]] = []
+    for i, values in enumerate(samples):
+        summary = summarize(list(values.values())) if values else None
+        paired = [s for s in values if s in samples[base]]
+        comparison = None
         if i != base and len(paired) >= 2:
-            res.held_out_vs_base = paired_comparison(
-                [samples[i][s] for s in paired], [samples[base][s] for s in paired]
+            comparison = paired_comparison(
+                [values[s] for s in paired], [samples[base][s] for s in paired]
             )
+        out.append((summary, comparison))
+    return out
 
 
 def front_of(stored: Any) -> list[TrialRecord]:

@@ -145,16 +145,14 @@ def run(args: argparse.Namespace) -> int:
     """Load the config, run the search, print the front; exit 0 (130 / 143 on SIGINT / SIGTERM,
     after printing what finished and the command that resumes; 3 when the Ray head of
     ``--address`` stops answering mid-search, ``nas.head_watchdog.HEAD_LOST_EXIT``)."""
-    from nas.config import load_config
+    from nas.config import config_label, load_config
     from nas.search import SearchInterruptedWithOutcome, outcome_text, run_search
     from nas.spaces import study_space
 
     flags = overrides(args)
     config = load_config(args.config, flags)
-    where = str(args.config) if args.config is not None else "config"
-    if any(value is not None for value in flags.values()):
-        where += " (with command-line flags)"  # as load_config names it
-    study_space(config, where=where)  # a bad space name, file or design fails before any work
+    # a bad space name, file or design fails before any work, named as load_config names it
+    study_space(config, where=config_label(args.config, flags))
     try:
         outcome = run_search(config)
     except SearchInterruptedWithOutcome as stopped:  # SIGINT / SIGTERM: what finished, how on
